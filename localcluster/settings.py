@@ -1,0 +1,75 @@
+"""Settings of the local cluster: every built-in delay is short by default and configurable.
+
+One `Settings` object is built by the `serve` command (from flags and `LOCALCLUSTER_*` environment
+variables) and handed to every component: the API server, the controllers, the router.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+CLUSTER_NAME = "vsphere-local"
+BASE_DOMAIN = "example.test"
+INFRA_NAME = "vsphere-local-x7k2p"
+APPS_DOMAIN = f"apps.{CLUSTER_NAME}.{BASE_DOMAIN}"
+API_HOST = f"api.{CLUSTER_NAME}.{BASE_DOMAIN}"
+OPENSHIFT_VERSION = "4.18.12"
+
+# The image the operator puts in the registry Deployment; the kubelet runs a real registry for it.
+REGISTRY_IMAGE = "quay.io/openshift/origin-docker-registry:latest"
+# Any other image runs as a "pause" container: Running and Ready, doing nothing.
+PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
+
+WORKER_NODES = ("worker-0", "worker-1", "worker-2")
+MASTER_NODES = ("master-0", "master-1", "master-2")
+
+# The namespace and ConfigMap through which tests make the local cluster misbehave on purpose.
+FAULTS_NAMESPACE = "localcluster-system"
+FAULTS_CONFIGMAP = "localcluster-faults"
+
+
+def _env(name: str, default):
+    raw = os.environ.get(f"LOCALCLUSTER_{name}")
+    if raw is None:
+        return default
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, int):
+        return int(raw)
+    return raw
+
+
+@dataclasses.dataclass
+class Settings:
+    state_dir: Path = dataclasses.field(default_factory=lambda: Path("/tmp/localcluster"))
+    # vSphere: thin-csi provisions ReadWriteMany only with vSAN file services enabled.
+    vsan_file_services: bool = True
+    # Operator: Degraded after Available has been non-True this long (real: 60/120/300 s by version).
+    degraded_grace_seconds: float = 5.0
+    # Controller delays (real clusters take seconds to minutes; here they are short on purpose).
+    provision_delay: float = 0.05     # PVC -> bound PV
+    pod_start_delay: float = 0.05     # scheduled -> container started
+    probe_interval: float = 0.2       # readiness probe period
+    resync_seconds: float = 30.0      # informer resync period
+    # Router listen address; port 0 picks a free port.
+    router_host: str = "127.0.0.1"
+    router_port: int = 0
+    api_port: int = 0
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        s = cls()
+        for f in dataclasses.fields(cls):
+            if f.name == "state_dir":
+                raw = os.environ.get("LOCALCLUSTER_STATE_DIR")
+                if raw:
+                    s.state_dir = Path(raw)
+                continue
+            setattr(s, f.name, _env(f.name.upper(), getattr(s, f.name)))
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(s, k, v)
+        return s
