@@ -1,0 +1,101 @@
+"""`python -m localcluster serve --kubeconfig PATH`: run a local OpenShift vSphere cluster in the foreground.
+
+The kubeconfig (and PATH.info.json, with the router's address) is written once the cluster is ready;
+SIGTERM or Ctrl-C stops every process the cluster started and removes both files.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from localcluster.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m localcluster",
+                                description="A local stand-in for an OpenShift vSphere cluster.")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the cluster in the foreground")
+    serve.add_argument("--kubeconfig", required=True, type=Path,
+                       help="where to write the kubeconfig once the cluster is ready")
+    serve.add_argument("--state-dir", type=Path, default=None,
+                       help="where volumes and pod files live (default: a new temporary directory)")
+    vsan = serve.add_mutually_exclusive_group()
+    vsan.add_argument("--vsan-file-services", dest="vsan_file_services", action="store_true", default=None,
+                      help="thin-csi provisions ReadWriteMany volumes (default)")
+    vsan.add_argument("--no-vsan-file-services", dest="vsan_file_services", action="store_false",
+                      help="thin-csi refuses ReadWriteMany volumes, as vSphere without vSAN file services")
+    serve.add_argument("--degraded-grace-seconds", type=float, default=None,
+                       help="how long Available may be False before the operator reports Degraded")
+    serve.add_argument("--provision-delay", type=float, default=None)
+    serve.add_argument("--pod-start-delay", type=float, default=None)
+    serve.add_argument("--router-port", type=int, default=None, help="router port (default: a free one)")
+    serve.add_argument("--api-port", type=int, default=None, help="API server port (default: a free one)")
+    serve.add_argument("--log-level", default=os.environ.get("LOCALCLUSTER_LOG_LEVEL", "INFO"))
+    return p
+
+
+async def _serve(args) -> int:
+    from localcluster.cluster import LocalCluster
+
+    settings = Settings.from_env(
+        state_dir=args.state_dir,
+        vsan_file_services=args.vsan_file_services,
+        degraded_grace_seconds=args.degraded_grace_seconds,
+        provision_delay=args.provision_delay,
+        pod_start_delay=args.pod_start_delay,
+        router_port=args.router_port,
+        api_port=args.api_port,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    started = time.monotonic()
+    cluster = LocalCluster(settings)
+    info_path = Path(str(args.kubeconfig) + ".info.json")
+    try:
+        start = asyncio.create_task(cluster.start())
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({start, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if start not in done:
+            start.cancel()
+            return 130
+        start.result()
+        cluster.write_kubeconfig(args.kubeconfig)
+        logging.getLogger("localcluster").info(
+            "ready in %.2f s: kubeconfig %s, API %s, router %s", time.monotonic() - started,
+            args.kubeconfig, cluster.api.url, cluster.router.address)
+        await stop.wait()
+        return 0
+    finally:
+        for p in (args.kubeconfig, info_path):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+        await cluster.stop()
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.command == "serve":
+        try:
+            return asyncio.run(_serve(args))
+        except Exception as e:  # noqa: BLE001
+            logging.getLogger("localcluster").error("the local cluster failed: %s", e, exc_info=True)
+            return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

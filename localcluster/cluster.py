@@ -1,0 +1,156 @@
+"""Start and stop the whole local cluster: API server, seed objects, controllers, router, pods."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from localcluster.client import KubeClient
+from localcluster.pki import CertificateAuthority
+from localcluster.seed import seed
+from localcluster.settings import Settings
+
+log = logging.getLogger("localcluster")
+
+
+class LocalCluster:
+    """One local OpenShift vSphere cluster, inside the running event loop."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.api = None
+        self.router = None
+        self.users = []
+        self._clients: list[KubeClient] = []
+        self._tasks: list[asyncio.Task] = []
+        self._own_state_dir = False
+        self.api_ca: CertificateAuthority | None = None
+
+    # ------------------------------------------------------------------ start
+    async def start(self) -> None:
+        from localcluster.apiserver import APIServer
+        from localcluster.apiserver.auth import default_users
+
+        s = self.settings
+        if not s.state_dir or str(s.state_dir) == "/tmp/localcluster":
+            s.state_dir = Path(tempfile.mkdtemp(prefix="localcluster-"))
+            self._own_state_dir = True
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+
+        self.api_ca = CertificateAuthority.create("localcluster-kube-apiserver-ca")
+        api_cert, api_key = self.api_ca.issue(
+            "kube-apiserver", dns_names=["localhost", "kubernetes.default.svc"], ip_addresses=["127.0.0.1"])
+        self.users = default_users()
+        self.api = APIServer(s, api_cert, api_key, self.users, host="127.0.0.1", port=s.api_port)
+        await self.api.start()
+        log.info("API server at %s", self.api.url)
+
+        ingress_ca = CertificateAuthority.create("ingress-operator@localcluster")
+        service_ca = CertificateAuthority.create("openshift-service-serving-signer@localcluster")
+        admin = self.user("kube:admin")
+        await seed(self._client(admin.token), s, ingress_ca, self.api.url)
+
+        from localcluster.controllers.deployment import (
+            DaemonSetController, DeploymentController, ReplicaSetController)
+        from localcluster.controllers.kubelet import Kubelet
+        from localcluster.controllers.operator import ImageRegistryOperator
+        from localcluster.controllers.provisioner import Provisioner
+        from localcluster.controllers.scheduler import Scheduler
+        from localcluster.controllers.servingcert import ServiceCA
+        from localcluster.registrypod import TokenSigner
+        from localcluster.router import Router
+
+        controllers = [
+            ServiceCA(self._client(admin.token), s, ca=service_ca),
+            Provisioner(self._client(admin.token), s),
+            Scheduler(self._client(admin.token), s),
+            ReplicaSetController(self._client(admin.token), s),
+            DeploymentController(self._client(admin.token), s),
+            DaemonSetController(self._client(admin.token), s),
+            Kubelet(self._client(admin.token), s, token_signer=TokenSigner.create()),
+            ImageRegistryOperator(self._client(admin.token), s),
+        ]
+        self.router = Router(self._client(admin.token), s)
+        for c in controllers + [self.router]:
+            self._tasks.append(asyncio.create_task(c.run(), name=type(c).__name__))
+        # The router picks its port when it starts serving.
+        for _ in range(500):
+            if getattr(self.router, "address", None):
+                break
+            self._raise_if_a_task_died()
+            await asyncio.sleep(0.01)
+        else:
+            raise RuntimeError("the router did not start serving within 5 s")
+
+    def _raise_if_a_task_died(self) -> None:
+        for t in self._tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                raise RuntimeError(f"{t.get_name()} failed at start: {t.exception()!r}") from t.exception()
+
+    def _client(self, token: str) -> KubeClient:
+        c = KubeClient(self.api.url, token, self.api_ca.cert_pem)
+        self._clients.append(c)
+        return c
+
+    def user(self, name: str):
+        for u in self.users:
+            if u.name == name:
+                return u
+        raise KeyError(name)
+
+    # ------------------------------------------------------------------ outputs
+    def kubeconfig(self) -> dict:
+        ca = base64.b64encode(self.api_ca.cert_pem).decode()
+        contexts = {"admin": "kube:admin", "nobody": "nobody", "puller": "puller"}
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "localcluster", "cluster": {
+                "server": self.api.url, "certificate-authority-data": ca}}],
+            "users": [{"name": ctx, "user": {"token": self.user(user).token}} for ctx, user in contexts.items()],
+            "contexts": [{"name": ctx, "context": {"cluster": "localcluster", "user": ctx}} for ctx in contexts],
+            "current-context": "admin",
+        }
+
+    def info(self) -> dict:
+        return {
+            "api_url": self.api.url,
+            "ingress_address": self.router.address,
+            "state_dir": str(self.settings.state_dir),
+            "pid": os.getpid(),
+        }
+
+    def write_kubeconfig(self, path: Path) -> None:
+        """Write atomically (readers poll for the file) with owner-only permissions."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for target, text in ((Path(str(path) + ".info.json"), json.dumps(self.info(), indent=2)),
+                             (path, yaml.safe_dump(self.kubeconfig(), sort_keys=False))):
+            tmp = target.with_name(target.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, target)
+
+    # ------------------------------------------------------------------ stop
+    async def stop(self) -> None:
+        for t in reversed(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        for c in self._clients:
+            try:
+                await c.close()
+            except Exception:  # noqa: BLE001
+                pass
+        if self.api is not None:
+            await self.api.stop()
+        if self._own_state_dir:
+            shutil.rmtree(self.settings.state_dir, ignore_errors=True)
