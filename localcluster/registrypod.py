@@ -1,0 +1,592 @@
+"""The registry pod: a real `docker-registry` process with an "OpenShift layer" in front of it.
+
+OpenShift's registry binary is CNCF distribution plus an auth layer that turns OpenShift API tokens into
+registry access. Here the real Debian `/usr/bin/docker-registry` (2.8.2) listens in plain HTTP on
+`<podIP>:<internal port>` with token auth, and an aiohttp front on `<podIP>:5000` (TLS from
+REGISTRY_HTTP_TLS_CERTIFICATE/KEY) serves `/healthz`, `/openshift/token` and proxies the rest.
+
+The front asks the API server, with the caller's own token, `GET users/~` (who is it) and
+`POST selfsubjectaccessreviews` (pull = get, push = update on `image.openshift.io` `imagestreams/layers`)
+and issues a JWT (signed by `TokenSigner`) that grants only the allowed actions.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import base64
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import time
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import aiohttp
+import jwt
+import yaml
+from aiohttp import web
+from multidict import CIMultiDict
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+log = logging.getLogger("localcluster.registrypod")
+
+REGISTRY_BINARY = "/usr/bin/docker-registry"
+TOKEN_SERVICE = "image-registry.openshift-image-registry.svc:5000"
+TOKEN_ISSUER = "openshift-image-registry-localcluster"
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
+    "transfer-encoding", "upgrade",
+}
+
+
+# --------------------------------------------------------------------------- process bookkeeping
+# Every docker-registry process started by this Python process, killed at exit even after a crash of
+# the event loop; the children also get PR_SET_PDEATHSIG so a SIGKILLed parent does not orphan them.
+_LIVE_PIDS: set[int] = set()
+
+
+def _kill_all_at_exit() -> None:
+    for pid in list(_LIVE_PIDS):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    _LIVE_PIDS.clear()
+
+
+atexit.register(_kill_all_at_exit)
+
+try:
+    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:  # pragma: no cover - not Linux
+    _libc = None
+
+
+def _child_setup() -> None:  # runs in the child between fork and exec
+    if _libc is not None:
+        _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- token signing
+def libtrust_kid(public_key) -> str:
+    """The key id docker/libtrust computes: base32(sha256(DER SPKI)[:30]) in 12 groups of 4."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    b32 = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode().rstrip("=")
+    return ":".join(b32[i:i + 4] for i in range(0, 48, 4))
+
+
+@dataclass
+class TokenSigner:
+    """An RSA key and its self-signed certificate; the registry trusts JWTs signed by it."""
+    key: rsa.RSAPrivateKey
+    cert_pem: bytes
+    kid: str
+    issuer: str = TOKEN_ISSUER
+    service: str = TOKEN_SERVICE
+
+    @classmethod
+    def create(cls) -> "TokenSigner":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localcluster registry token signer")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(key, cert.public_bytes(serialization.Encoding.PEM), libtrust_kid(key.public_key()))
+
+    def sign(self, subject: str, access: list[dict], expires_in: int = 300) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer, "sub": subject, "aud": self.service, "exp": now + expires_in,
+            "nbf": now - 10, "iat": now, "jti": secrets.token_hex(16), "access": access,
+        }
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid, "typ": "JWT"})
+
+    def issued_by_me(self, token: str) -> bool:
+        if token.count(".") != 2:
+            return False
+        try:
+            return jwt.get_unverified_header(token).get("kid") == self.kid
+        except jwt.PyJWTError:
+            return False
+
+
+# --------------------------------------------------------------------------- streaming proxy
+async def _body_iter(request: web.Request):
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        yield chunk
+
+
+async def proxy_request(session: aiohttp.ClientSession, request: web.Request, url: str, headers: dict,
+                        *, ssl_ctx=None, server_hostname=None,
+                        transform_headers: Callable[[aiohttp.ClientResponse, CIMultiDict], None] | None = None,
+                        transform_body: Callable[[bytes, int], bytes] | None = None,
+                        on_done: Callable[[aiohttp.ClientResponse], object] | None = None) -> web.StreamResponse:
+    """Send `request` to `url` and stream the answer back; neither body is held in memory."""
+    data = None
+    if request.body_exists:
+        data = _body_iter(request)
+    kwargs = {}
+    if ssl_ctx is not None:
+        kwargs["ssl"] = ssl_ctx
+    if server_hostname:
+        kwargs["server_hostname"] = server_hostname
+    async with session.request(request.method, url, headers=headers, data=data, allow_redirects=False,
+                               **kwargs) as up:
+        out_headers = CIMultiDict()
+        for k, v in up.headers.items():
+            if k.lower() not in HOP_BY_HOP:
+                out_headers.add(k, v)
+        if transform_headers is not None:
+            transform_headers(up, out_headers)
+        resp = web.StreamResponse(status=up.status, reason=up.reason, headers=out_headers)
+        length = up.headers.get("Content-Length")
+        if length is not None:
+            resp.content_length = int(length)
+        await resp.prepare(request)
+        if request.method != "HEAD":
+            offset = 0
+            async for chunk in up.content.iter_chunked(256 * 1024):
+                if transform_body is not None:
+                    chunk = transform_body(chunk, offset)
+                offset += len(chunk)
+                await resp.write(chunk)
+        await resp.write_eof()
+        if on_done is not None:
+            r = on_done(up)
+            if asyncio.iscoroutine(r):
+                await r
+        return resp
+
+
+def forward_headers(request: web.Request, proto: str) -> dict:
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+    headers["X-Forwarded-Proto"] = proto
+    headers["X-Forwarded-Host"] = request.host
+    peer = request.remote or ""
+    prev = request.headers.get("X-Forwarded-For")
+    headers["X-Forwarded-For"] = f"{prev}, {peer}" if prev else peer
+    return headers
+
+
+# --------------------------------------------------------------------------- the pod
+class RegistryContainer:
+    """One registry container: the docker-registry process plus its front.
+
+    `env` is the container environment after the kubelet resolved it (paths already point at host
+    directories). `faults()` returns the current fault knobs (a dict of the faults ConfigMap data).
+    """
+
+    def __init__(self, *, pod_ip: str, env: dict[str, str], workdir: Path, signer: TokenSigner,
+                 api_server: str, api_ca_pem: bytes | ssl.SSLContext, port: int = 5000,
+                 faults: Callable[[], dict] = dict, name: str = "registry"):
+        self.pod_ip = pod_ip
+        self.env = dict(env)
+        self.workdir = Path(workdir)
+        self.signer = signer
+        self.api_server = api_server.rstrip("/")
+        self.api_ca_pem = api_ca_pem
+        self.port = port
+        self.faults = faults
+        self.name = name
+        self.internal_port: int | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._api_session: aiohttp.ClientSession | None = None
+        self.tls = bool(env.get("REGISTRY_HTTP_TLS_CERTIFICATE") and env.get("REGISTRY_HTTP_TLS_KEY"))
+
+    # -------------------------------------------------------------- config
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    def storage_root(self) -> Path | None:
+        if self.env.get("REGISTRY_STORAGE", "filesystem") != "filesystem":
+            return None
+        return Path(self.env.get("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY") or (self.workdir / "storage"))
+
+    def _config(self) -> dict:
+        return {
+            "version": 0.1,
+            "log": {"level": "info", "accesslog": {"disabled": True}},
+            "storage": {
+                "filesystem": {"rootdirectory": str(self.workdir / "storage")},
+                "delete": {"enabled": True},
+                "redirect": {"disable": True},
+                "cache": {"blobdescriptor": "inmemory"},
+            },
+            "http": {"addr": f"{self.pod_ip}:{self.internal_port}", "secret": secrets.token_hex(16)},
+            "auth": {"token": {
+                "realm": "https://registry.invalid/openshift/token",
+                "service": self.signer.service,
+                "issuer": self.signer.issuer,
+                "rootcertbundle": str(self.workdir / "token-signer.crt"),
+            }},
+            "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 1}},
+        }
+
+    def _process_env(self) -> dict[str, str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.workdir)}
+        for k, v in self.env.items():
+            if k.startswith("REGISTRY_OPENSHIFT_") or k.startswith("REGISTRY_HTTP_TLS_") \
+                    or k.startswith("REGISTRY_AUTH") or k in ("REGISTRY_HTTP_ADDR", "REGISTRY_HTTP_NET") \
+                    or k.startswith("OPENSHIFT_") or k == "AWS_CA_BUNDLE":
+                continue
+            env[k] = v
+        if env.get("REGISTRY_STORAGE"):
+            # REGISTRY_STORAGE replaces the whole storage section: set the file's settings again.
+            env.setdefault("REGISTRY_STORAGE_DELETE_ENABLED", "true")
+            env.setdefault("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "inmemory")
+        env.setdefault("REGISTRY_STORAGE_REDIRECT_DISABLE", "true")
+        creds = self.env.get("REGISTRY_STORAGE_S3_CREDENTIALSCONFIGPATH")
+        if creds:  # OpenShift's registry reads this; upstream needs the AWS SDK variable.
+            env["AWS_SHARED_CREDENTIALS_FILE"] = creds
+        bundle = self._ca_bundle()
+        if bundle:
+            env["SSL_CERT_FILE"] = bundle
+        return env
+
+    def _ca_bundle(self) -> str | None:
+        """`update-ca-trust`: system CAs plus the anchors the pod mounts (CA_ANCHOR_DIRS)."""
+        dirs = [d for d in self.env.get("LOCALCLUSTER_CA_ANCHOR_DIRS", "").split(os.pathsep) if d]
+        if not dirs:
+            return None
+        parts = []
+        try:
+            parts.append(Path(SYSTEM_CA_BUNDLE).read_bytes())
+        except OSError:
+            pass
+        for d in dirs:
+            for f in sorted(Path(d).rglob("*")) if Path(d).is_dir() else []:
+                if f.is_file():
+                    data = f.read_bytes()
+                    if b"BEGIN CERTIFICATE" in data:
+                        parts.append(data if data.endswith(b"\n") else data + b"\n")
+        out = self.workdir / "ca-bundle.pem"
+        out.write_bytes(b"".join(parts))
+        return str(out)
+
+    # -------------------------------------------------------------- life cycle
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "token-signer.crt").write_bytes(self.signer.cert_pem)
+        if self.internal_port is None:
+            self.internal_port = free_port(self.pod_ip)
+        cfg = self.workdir / "config.yml"
+        cfg.write_text(yaml.safe_dump(self._config()))
+        logf = open(self.workdir / "registry.log", "ab")
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                REGISTRY_BINARY, "serve", str(cfg), env=self._process_env(), stdin=asyncio.subprocess.DEVNULL,
+                stdout=logf, stderr=logf, start_new_session=True, preexec_fn=_child_setup)
+        finally:
+            logf.close()
+        _LIVE_PIDS.add(self.proc.pid)
+        if self._runner is None:
+            await self._start_front()
+
+    async def _start_front(self) -> None:
+        self._session = aiohttp.ClientSession(auto_decompress=False, trust_env=False,
+                                              timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        if isinstance(self.api_ca_pem, ssl.SSLContext):
+            api_ctx = self.api_ca_pem
+        else:
+            api_ctx = ssl.create_default_context(cadata=self.api_ca_pem.decode())
+        self._api_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=api_ctx), trust_env=False,
+            timeout=aiohttp.ClientTimeout(total=15))
+        app = web.Application(client_max_size=1 << 40)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/openshift/token", self._token)
+        app.router.add_route("*", "/{tail:.*}", self._proxy)
+        ssl_ctx = None
+        if self.tls:
+            ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_ctx.load_cert_chain(self.env["REGISTRY_HTTP_TLS_CERTIFICATE"], self.env["REGISTRY_HTTP_TLS_KEY"])
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.pod_ip, self.port, ssl_context=ssl_ctx, reuse_address=True)
+        try:
+            await site.start()
+        except BaseException:
+            await self._stop_front()
+            raise
+
+    def exited(self) -> int | None:
+        """The exit code once the registry process has ended, else None."""
+        if self.proc is None:
+            return None
+        return self.proc.returncode
+
+    async def restart_process(self) -> None:
+        await self._stop_process()
+        self.internal_port = free_port(self.pod_ip)
+        await self.start()
+
+    async def _stop_process(self, grace: float = 1.5) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.returncode is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                await asyncio.shield(proc.wait())
+        else:
+            try:  # the group may still hold children
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        _LIVE_PIDS.discard(proc.pid)
+
+    async def _stop_front(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+        for attr in ("_session", "_api_session"):
+            s = getattr(self, attr)
+            if s is not None:
+                setattr(self, attr, None)
+                await s.close()
+
+    async def stop(self) -> None:
+        try:
+            await self._stop_process()
+        finally:
+            await self._stop_front()
+
+    def kill_now(self) -> None:
+        """Synchronous last-resort kill (used when the event loop is going away)."""
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc is not None:
+            _LIVE_PIDS.discard(self.proc.pid)
+
+    # -------------------------------------------------------------- front handlers
+    @property
+    def upstream(self) -> str:
+        return f"http://{self.pod_ip}:{self.internal_port}"
+
+    async def registry_status(self) -> int | None:
+        """The status the registry gives `GET /v2/` (401 or 200 when healthy, 503 on broken storage)."""
+        if self.proc is None or self.proc.returncode is not None or self._session is None:
+            return None
+        try:
+            async with self._session.get(self.upstream + "/v2/", timeout=aiohttp.ClientTimeout(total=3)) as r:
+                await r.read()
+                return r.status
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            return None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        status = await self.registry_status()
+        if status in (200, 401):
+            return web.Response(status=200, text="ok")
+        return web.Response(status=503, text=f"registry not healthy (upstream status {status})")
+
+    async def _api_user(self, token: str) -> dict | None:
+        """The User the token belongs to, or None when the API server refuses the token."""
+        async with self._api_session.get(self.api_server + "/apis/user.openshift.io/v1/users/~",
+                                         headers={"Authorization": f"Bearer {token}"}) as r:
+            if r.status != 200:
+                return None
+            return await r.json()
+
+    async def _allowed(self, token: str, namespace: str, name: str, verb: str,
+                       resource: str = "imagestreams", subresource: str = "layers") -> bool:
+        attrs = {"namespace": namespace, "verb": verb, "group": "image.openshift.io", "resource": resource,
+                 "subresource": subresource, "name": name}
+        if resource == "images":
+            attrs = {"verb": verb, "group": "image.openshift.io", "resource": "images"}
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attrs}}
+        async with self._api_session.post(
+                self.api_server + "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=body,
+                headers={"Authorization": f"Bearer {token}"}) as r:
+            if r.status not in (200, 201):
+                return False
+            return bool((await r.json()).get("status", {}).get("allowed"))
+
+    async def _grant(self, token: str, scopes: list[str]) -> list[dict]:
+        """Access entries for the scopes the token's user may have (each action checked by SSAR)."""
+        access = []
+        for scope in scopes:
+            try:
+                typ, rest = scope.split(":", 1)
+                repo, actions = rest.rsplit(":", 1)
+            except ValueError:
+                continue
+            if typ != "repository" or "/" not in repo:
+                continue
+            ns, name = repo.split("/", 1)
+            granted = []
+            for action in [a for a in actions.split(",") if a]:
+                if action == "pull":
+                    ok = await self._allowed(token, ns, name, "get")
+                elif action == "push":
+                    ok = await self._allowed(token, ns, name, "update")
+                elif action in ("delete", "*"):
+                    ok = await self._allowed(token, ns, name, "delete", resource="images")
+                else:
+                    ok = False
+                if ok:
+                    granted.append(action)
+            if granted:
+                access.append({"type": "repository", "name": repo, "actions": granted})
+        return access
+
+    @staticmethod
+    def _credentials(auth: str) -> tuple[str, str] | None:
+        """(kind, api token) from an Authorization header; kind 'basic' or 'bearer'."""
+        if not auth:
+            return None
+        kind, _, value = auth.partition(" ")
+        kind = kind.lower()
+        if kind == "basic":
+            try:
+                user_pass = base64.b64decode(value.strip()).decode()
+            except (ValueError, UnicodeDecodeError):
+                raise web.HTTPUnauthorized(text="failed to decode credentials")
+            _, _, password = user_pass.partition(":")
+            return "basic", password
+        if kind == "bearer":
+            return "bearer", value.strip()
+        return None
+
+    async def _token(self, request: web.Request) -> web.Response:
+        creds = self._credentials(request.headers.get("Authorization", ""))
+        if creds is None or not creds[1] or creds[1] == "anonymous":
+            return web.json_response({"token": "anonymous", "access_token": "anonymous"})
+        token = creds[1]
+        user = await self._api_user(token)
+        if user is None:
+            return web.json_response({"errors": [{"code": "UNAUTHORIZED", "message": "access denied"}]},
+                                     status=401)
+        scopes = []
+        for s in request.query.getall("scope", []):
+            scopes.extend(s.split(" "))
+        access = await self._grant(token, scopes)
+        jwt_token = self.signer.sign(user.get("metadata", {}).get("name", "unknown"), access)
+        return web.json_response({
+            "token": jwt_token, "access_token": jwt_token, "expires_in": 300,
+            "issued_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        })
+
+    @staticmethod
+    def _scopes_for(request: web.Request) -> list[str]:
+        """The scope a /v2 request needs, as distribution 2.8 computes it."""
+        parts = request.path.split("/")
+        # /v2/<name...>/(blobs|manifests|tags)/...
+        for i, p in enumerate(parts):
+            if i >= 3 and p in ("blobs", "manifests", "tags"):
+                repo = "/".join(parts[2:i])
+                break
+        else:
+            return []
+        m = request.method
+        if m in ("GET", "HEAD"):
+            actions = "pull"
+        elif m == "DELETE":
+            actions = "delete"
+        else:
+            actions = "pull,push"
+        scopes = [f"repository:{repo}:{actions}"]
+        if request.query.get("mount") and request.query.get("from"):
+            scopes.append(f"repository:{request.query['from']}:pull")
+        return scopes
+
+    async def _proxy(self, request: web.Request) -> web.StreamResponse:
+        headers = forward_headers(request, self.scheme)
+        creds = self._credentials(request.headers.get("Authorization", ""))
+        if creds is not None:
+            kind, token = creds
+            if kind == "bearer" and self.signer.issued_by_me(token):
+                pass  # a registry JWT: the registry checks it
+            elif token == "anonymous" or not token:
+                headers.pop("Authorization", None)
+            else:  # an OpenShift API token, exchanged here as the token endpoint would
+                user = await self._api_user(token)
+                if user is None:
+                    headers.pop("Authorization", None)
+                else:
+                    access = await self._grant(token, self._scopes_for(request))
+                    jwt_token = self.signer.sign(user.get("metadata", {}).get("name", "unknown"), access)
+                    headers["Authorization"] = f"Bearer {jwt_token}"
+        host = request.host
+        faults = self.faults() or {}
+
+        def fix_headers(up: aiohttp.ClientResponse, out: CIMultiDict) -> None:
+            values = out.popall("WWW-Authenticate", [])
+            for v in values:
+                out.add("WWW-Authenticate", v.replace("https://registry.invalid/openshift/token",
+                                                      f"{self.scheme}://{host}/openshift/token"))
+
+        transform_body = None
+        is_blob_get = request.method == "GET" and "/blobs/sha256:" in request.path
+        if is_blob_get and str(faults.get("registry.corruptBlobs", "")).lower() == "true":
+            def transform_body(chunk: bytes, offset: int) -> bytes:
+                if offset == 0 and chunk:
+                    return bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                return chunk
+
+        on_done = None
+        if request.method == "PUT" and "/manifests/" in request.path \
+                and str(faults.get("registry.dropImages", "")).lower() == "true":
+            repo = request.path[len("/v2/"):request.path.index("/manifests/")]
+
+            def on_done(up: aiohttp.ClientResponse) -> None:
+                if up.status == 201:
+                    self.drop_repository(repo)
+
+        try:
+            return await proxy_request(self._session, request, self.upstream + request.rel_url.raw_path_qs,
+                                       headers, transform_headers=fix_headers, transform_body=transform_body,
+                                       on_done=on_done)
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
+            return web.json_response(
+                {"errors": [{"code": "UNAVAILABLE", "message": f"registry unavailable: {e}"}]}, status=503)
+
+    def drop_repository(self, repo: str) -> None:
+        root = self.storage_root()
+        if root is None:
+            return
+        target = root / "docker" / "registry" / "v2" / "repositories" / repo
+        shutil.rmtree(target, ignore_errors=True)
+        log.info("fault registry.dropImages: removed %s", target)

@@ -1,0 +1,331 @@
+"""The default ingress router: admits Routes and serves their hosts over HTTPS.
+
+- Listens on `settings.router_host:router_port` with the certificate of secret
+  `openshift-ingress/router-certs-default` (reloaded when the secret changes); `.address` is
+  "host:port" once serving.
+- Admits every Route (status.ingress with Admitted=True), generating `spec.host` as
+  `<name>-<namespace>.<apps domain>` when it is empty.
+- Proxies by Host header to the route's service: the Ready pods its selector picks (round robin, on
+  the target port), or, for a service without selector, the addresses of its Endpoints object.
+- TLS termination: `edge` (and routes without tls) -> HTTP to the backend; `reencrypt` -> HTTPS,
+  verifying the backend for `<service>.<namespace>.svc` against `spec.tls.destinationCACertificate` or
+  the service CA (configmap `openshift-service-ca.crt` in the route's namespace); `passthrough` -> 503
+  (not implemented).
+- No route, or no ready endpoint -> 503 "Application is not available".
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import itertools
+import logging
+import os
+import ssl
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from localcluster import settings as S
+from localcluster.client import ApiError, Informer, path
+from localcluster.registrypod import forward_headers, proxy_request
+
+log = logging.getLogger("localcluster.router")
+
+ROUTER_NAME = "default"
+CERT_NAMESPACE = "openshift-ingress"
+CERT_SECRET = "router-certs-default"
+
+UNAVAILABLE_PAGE = """<html>
+<head>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Application is not available</title>
+<style type="text/css">
+body { font-family: "Open Sans", Helvetica, Arial, sans-serif; color: #333; margin: 15px; }
+h1 { font-size: 24px; font-weight: 400; }
+</style>
+</head>
+<body>
+<div>
+<h1>Application is not available</h1>
+<p>The application is currently not serving requests at this endpoint. It may not have been started or is still starting.</p>
+<div>
+<p>Possible reasons you are seeing this page:</p>
+<ul>
+<li><strong>The host doesn't exist.</strong> Make sure the hostname was typed correctly and that a route matching this hostname exists.</li>
+<li><strong>The host exists, but doesn't have a matching path.</strong> Check if the URL path was typed correctly and that the route was created using the desired path.</li>
+<li><strong>Route and path matches, but all pods are down.</strong> Make sure that the resources exposed by this route (pods, services, deployment configs, etc) have at least one pod running.</li>
+</ul>
+</div>
+</div>
+</body>
+</html>
+"""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _unavailable() -> web.Response:
+    return web.Response(status=503, text=UNAVAILABLE_PAGE, content_type="text/html",
+                        headers={"Cache-Control": "private, max-age=0, no-cache, no-store", "Pragma": "no-cache"})
+
+
+def _pod_ready(pod: dict) -> bool:
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    st = pod.get("status") or {}
+    if not st.get("podIP"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+
+
+class Router:
+    def __init__(self, client, settings: S.Settings):
+        self.client = client
+        self.settings = settings
+        self.address: str | None = None
+        self.apps_domain = S.APPS_DOMAIN
+        self.ssl_ctx: ssl.SSLContext | None = None
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._rr: dict[tuple, itertools.count] = {}
+        self._ca_cache: dict[str, tuple[float, ssl.SSLContext | None]] = {}
+        self._cert_key: tuple | None = None
+        self.routes = self.services = self.endpoints = self.pods = None
+
+    # ------------------------------------------------------------------ certificate
+    async def _load_cert(self, secret: dict | None = None) -> bool:
+        if secret is None:
+            try:
+                secret = await self.client.get(path("v1", "secrets", CERT_NAMESPACE, CERT_SECRET))
+            except ApiError as e:
+                if e.status == 404:
+                    return False
+                raise
+        data = secret.get("data") or {}
+        crt, key = base64.b64decode(data.get("tls.crt", "")), base64.b64decode(data.get("tls.key", ""))
+        if not crt or not key or (crt, key) == self._cert_key:
+            return bool(crt and key)
+        d = Path(self.settings.state_dir) / "router"
+        d.mkdir(parents=True, exist_ok=True)
+        for name, blob in (("tls.crt", crt), ("tls.key", key)):
+            fd = os.open(d / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+        if self.ssl_ctx is None:
+            self.ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        # Loading into the live context: new connections get the new certificate.
+        self.ssl_ctx.load_cert_chain(d / "tls.crt", d / "tls.key")
+        self._cert_key = (crt, key)
+        return True
+
+    async def _on_secret(self, event_type: str, secret: dict) -> None:
+        if event_type != "DELETED" and (secret.get("metadata") or {}).get("name") == CERT_SECRET:
+            try:
+                await self._load_cert(secret)
+            except (ssl.SSLError, ValueError) as e:
+                log.warning("router certificate not loaded: %s", e)
+
+    async def _load_domain(self) -> None:
+        try:
+            ing = await self.client.get(path("config.openshift.io/v1", "ingresses", None, "cluster"))
+            self.apps_domain = (ing.get("spec") or {}).get("domain") or self.apps_domain
+        except ApiError:
+            pass
+
+    # ------------------------------------------------------------------ admission
+    async def _on_route(self, event_type: str, route: dict) -> None:
+        if event_type == "DELETED":
+            return
+        meta = route.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            return
+        name, ns = meta.get("name"), meta.get("namespace")
+        spec = route.get("spec") or {}
+        host = spec.get("host")
+        try:
+            if not host:
+                host = f"{name}-{ns}.{self.apps_domain}"
+                route = await self.client.patch(path("route.openshift.io/v1", "routes", ns, name),
+                                                {"spec": {"host": host}})
+            ingress = (route.get("status") or {}).get("ingress") or []
+            mine = next((i for i in ingress if i.get("routerName") == ROUTER_NAME), None)
+            admitted = mine is not None and mine.get("host") == host and any(
+                c.get("type") == "Admitted" and c.get("status") == "True" for c in mine.get("conditions") or [])
+            if admitted:
+                return
+            entry = {
+                "host": host, "routerName": ROUTER_NAME, "wildcardPolicy": spec.get("wildcardPolicy") or "None",
+                "routerCanonicalHostname": f"router-default.{self.apps_domain}",
+                "conditions": [{"type": "Admitted", "status": "True", "lastTransitionTime": _now()}],
+            }
+            others = [i for i in ingress if i.get("routerName") != ROUTER_NAME]
+            await self.client.patch(path("route.openshift.io/v1", "routes", ns, name, "status"),
+                                    {"status": {"ingress": others + [entry]}})
+        except ApiError as e:
+            if e.status not in (404, 409):
+                log.warning("admit route %s/%s: %s", ns, name, e)
+
+    # ------------------------------------------------------------------ backends
+    def _find_route(self, host: str, req_path: str) -> dict | None:
+        best, best_len = None, -1
+        for r in self.routes.items():
+            spec = r.get("spec") or {}
+            if (spec.get("host") or "").lower() != host or (r.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            rp = spec.get("path") or ""
+            if rp and not req_path.startswith(rp):
+                continue
+            if len(rp) > best_len:
+                best, best_len = r, len(rp)
+        return best
+
+    @staticmethod
+    def _service_port(svc: dict, target) -> dict | None:
+        ports = (svc.get("spec") or {}).get("ports") or []
+        if not ports:
+            return None
+        if target is None:
+            return ports[0]
+        for p in ports:
+            if str(target) in (str(p.get("name")), str(p.get("targetPort")), str(p.get("port"))):
+                return p
+        return None
+
+    def _backends(self, route: dict) -> list[tuple[str, int]]:
+        ns = route["metadata"]["namespace"]
+        spec = route.get("spec") or {}
+        svc_name = (spec.get("to") or {}).get("name")
+        svc = self.services.get(ns, svc_name)
+        if svc is None:
+            return []
+        sp = self._service_port(svc, (spec.get("port") or {}).get("targetPort"))
+        if sp is None:
+            return []
+        selector = (svc.get("spec") or {}).get("selector")
+        out = []
+        if selector:
+            for pod in self.pods.items():
+                meta = pod.get("metadata") or {}
+                if meta.get("namespace") != ns or not _pod_ready(pod):
+                    continue
+                labels = meta.get("labels") or {}
+                if any(labels.get(k) != v for k, v in selector.items()):
+                    continue
+                tp = sp.get("targetPort", sp.get("port"))
+                if isinstance(tp, str) and not tp.isdigit():
+                    tp = next((p["containerPort"] for c in (pod.get("spec") or {}).get("containers") or []
+                               for p in c.get("ports") or [] if p.get("name") == tp), None)
+                    if tp is None:
+                        continue
+                out.append((pod["status"]["podIP"], int(tp)))
+        else:
+            ep = self.endpoints.get(ns, svc_name)
+            for subset in (ep or {}).get("subsets") or []:
+                ports = subset.get("ports") or []
+                port = next((p["port"] for p in ports if p.get("name") == sp.get("name")), None)
+                if port is None and ports:
+                    port = ports[0]["port"]
+                if port is None:
+                    port = sp.get("targetPort", sp.get("port"))
+                for a in subset.get("addresses") or []:
+                    out.append((a["ip"], int(port)))
+        out.sort()
+        return out
+
+    async def _backend_ssl(self, route: dict) -> ssl.SSLContext | None:
+        ns = route["metadata"]["namespace"]
+        tls = (route.get("spec") or {}).get("tls") or {}
+        ca = tls.get("destinationCACertificate")
+        key = f"route:{ca}" if ca else f"ns:{ns}"
+        loop = asyncio.get_running_loop()
+        cached = self._ca_cache.get(key)
+        if cached is not None and (ca or loop.time() - cached[0] < 5):
+            return cached[1]
+        if not ca:
+            try:
+                cm = await self.client.get(path("v1", "configmaps", ns, "openshift-service-ca.crt"))
+                ca = (cm.get("data") or {}).get("service-ca.crt")
+            except ApiError:
+                ca = None
+        ctx = None
+        if ca:
+            try:
+                ctx = ssl.create_default_context(cadata=ca)
+            except (ssl.SSLError, ValueError):
+                ctx = None
+        self._ca_cache[key] = (loop.time(), ctx)
+        return ctx
+
+    # ------------------------------------------------------------------ serving
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        host = (request.host or "").rsplit(":", 1)[0].lower() if not (request.host or "").startswith("[") \
+            else request.host
+        route = self._find_route(host, request.path)
+        if route is None:
+            return _unavailable()
+        spec = route.get("spec") or {}
+        termination = ((spec.get("tls") or {}).get("termination") or "").lower()
+        if termination == "passthrough":
+            return _unavailable()
+        backends = self._backends(route)
+        if not backends:
+            return _unavailable()
+        key = (route["metadata"]["namespace"], route["metadata"]["name"])
+        counter = self._rr.setdefault(key, itertools.count())
+        ip, port = backends[next(counter) % len(backends)]
+        headers = forward_headers(request, "https")
+        headers["Forwarded"] = f"for={request.remote};host={request.host};proto=https"
+        kwargs = {}
+        scheme = "http"
+        if termination == "reencrypt":
+            ctx = await self._backend_ssl(route)
+            if ctx is None:
+                return _unavailable()
+            scheme = "https"
+            kwargs = {"ssl_ctx": ctx, "server_hostname": f"{spec['to']['name']}.{key[0]}.svc"}
+        url = f"{scheme}://{ip}:{port}{request.rel_url.raw_path_qs}"
+        try:
+            return await proxy_request(self._session, request, url, headers, **kwargs)
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError, ssl.SSLError) as e:
+            log.info("route %s/%s backend %s failed: %s", key[0], key[1], url, e)
+            return _unavailable()
+
+    async def run(self) -> None:
+        await self._load_domain()
+        while not await self._load_cert():
+            await asyncio.sleep(0.1)
+        resync = self.settings.resync_seconds
+        self.routes = Informer(self.client, path("route.openshift.io/v1", "routes"), self._on_route, resync=resync)
+        self.services = Informer(self.client, path("v1", "services"), lambda t, o: None, resync=resync)
+        self.endpoints = Informer(self.client, path("v1", "endpoints"), lambda t, o: None, resync=resync)
+        self.pods = Informer(self.client, path("v1", "pods"), lambda t, o: None, resync=resync)
+        secrets = Informer(self.client, path("v1", "secrets", CERT_NAMESPACE), self._on_secret, resync=resync)
+        informers = [self.routes, self.services, self.endpoints, self.pods, secrets]
+        tasks = [asyncio.create_task(i.run()) for i in informers]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in informers[:4])), 30)
+            self._session = aiohttp.ClientSession(auto_decompress=False, trust_env=False,
+                                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+            app = web.Application(client_max_size=1 << 40)
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.settings.router_host, self.settings.router_port,
+                               ssl_context=self.ssl_ctx, reuse_address=True)
+            await site.start()
+            port = self._runner.addresses[0][1]
+            self.address = f"{self.settings.router_host}:{port}"
+            log.info("router serving on %s", self.address)
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._runner is not None:
+                await self._runner.cleanup()
+            if self._session is not None:
+                await self._session.close()
