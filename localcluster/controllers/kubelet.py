@@ -554,11 +554,8 @@ class Kubelet:
         self.client = client
         self.settings = settings
         self.signer = token_signer or TokenSigner.create()
-        self.api_server = api_server or next(
-            (getattr(client, a) for a in ("server", "base_url", "url", "api_url") if isinstance(getattr(client, a, None), str)),
-            None)
-        # The API server's CA: given, or the client's (`ca_pem`, else its SSL context).
-        self.api_ca_pem = api_ca_pem or getattr(client, "ca_pem", None) or getattr(client, "_ssl", None)
+        self.api_server = api_server or client.server
+        self.api_ca_pem = api_ca_pem or client.ca_pem
         self.pods_dir = Path(settings.state_dir) / "pods"
         self.workers: dict[str, _PodWorker] = {}
         self.attachments: dict[str, dict[str, tuple[str, str]]] = {}
