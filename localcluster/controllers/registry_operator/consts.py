@@ -1,0 +1,46 @@
+"""Names the OpenShift image registry operator uses (operator-facts.md §1, §4)."""
+from __future__ import annotations
+
+from localcluster import settings as _s
+
+NAMESPACE = "openshift-image-registry"
+CONFIG_NAME = "cluster"
+CONFIG_API = "imageregistry.operator.openshift.io/v1"
+FINALIZER = "imageregistry.operator.openshift.io/finalizer"
+
+DEPLOYMENT_NAME = "image-registry"
+SERVICE_NAME = "image-registry"
+PDB_NAME = "image-registry"
+SERVICE_ACCOUNT = "registry"
+PRIVATE_CONFIG_SECRET = "image-registry-private-configuration"
+USER_CONFIG_SECRET = "image-registry-private-configuration-user"   # S3 (later issue)
+TLS_SECRET = "image-registry-tls"
+CERTS_CONFIGMAP = "image-registry-certificates"
+SERVICE_CA_CONFIGMAP = "openshift-service-ca.crt"
+NODE_CA = "node-ca"
+DEFAULT_ROUTE = "default-route"
+CLUSTER_OPERATOR = "image-registry"
+DEFAULT_PVC = "image-registry-storage"
+
+LABELS = {"docker-registry": "default"}
+OWNER_ANNOTATION = "imageregistry.openshift.io"     # on the auto-created PVC and on operator routes
+CHECKSUM_ANNOTATION = "imageregistry.operator.openshift.io/checksum"
+DEPS_CHECKSUM_ANNOTATION = "imageregistry.operator.openshift.io/dependencies-checksum"
+VERSION_ANNOTATION = "release.openshift.io/version"
+SERVING_CERT_ANNOTATION = "service.alpha.openshift.io/serving-cert-secret-name"
+
+PORT = 5000
+INTERNAL_HOSTNAME = f"{SERVICE_NAME}.{NAMESPACE}.svc:{PORT}"
+VERSION = _s.OPENSHIFT_VERSION
+REGISTRY_IMAGE = _s.REGISTRY_IMAGE
+NODE_CA_IMAGE = _s.PAUSE_IMAGE
+
+# Fault knobs read from configmap localcluster-system/localcluster-faults.
+FAULT_MUTATE_SPEC = "operator.mutateSpec"
+FAULT_SKIP_PVC_CHECKS = "operator.skipPVCChecks"
+
+# Config storage members in the order the real NewDriver checks them, with their driver names.
+STORAGE_TYPES = (
+    ("emptyDir", "EmptyDir"), ("s3", "S3"), ("swift", "Swift"), ("gcs", "GCS"),
+    ("ibmcos", "IBMCOS"), ("pvc", "PVC"), ("azure", "Azure"),
+)
