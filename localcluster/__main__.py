@@ -31,12 +31,27 @@ def _parser() -> argparse.ArgumentParser:
                       help="thin-csi provisions ReadWriteMany volumes (default)")
     vsan.add_argument("--no-vsan-file-services", dest="vsan_file_services", action="store_false",
                       help="thin-csi refuses ReadWriteMany volumes, as vSphere without vSAN file services")
+    odf = serve.add_mutually_exclusive_group()
+    odf.add_argument("--odf", dest="odf", action="store_true", default=None,
+                     help="run OpenShift Data Foundation: S3 servers, ODF storage classes, OBC provisioner (default)")
+    odf.add_argument("--no-odf", dest="odf", action="store_false",
+                     help="no OpenShift Data Foundation (no S3 servers)")
     serve.add_argument("--degraded-grace-seconds", type=float, default=None,
                        help="how long Available may be False before the operator reports Degraded")
     serve.add_argument("--provision-delay", type=float, default=None)
     serve.add_argument("--pod-start-delay", type=float, default=None)
     serve.add_argument("--router-port", type=int, default=None, help="router port (default: a free one)")
     serve.add_argument("--api-port", type=int, default=None, help="API server port (default: a free one)")
+    chaos = serve.add_argument_group("API server fault injection (the suite's requests only; "
+                                     "changeable at run time through PUT /localcluster/chaos)")
+    chaos.add_argument("--api-error-rate", type=float, default=None,
+                       help="fraction of non-watch requests answered 429 (Retry-After), 500 or 503")
+    chaos.add_argument("--api-latency", type=float, default=None, help="seconds added to every request")
+    chaos.add_argument("--api-watch-drop-rate", type=float, default=None,
+                       help="fraction of watches closed early after a short random time")
+    chaos.add_argument("--api-conflict-rate", type=float, default=None,
+                       help="fraction of updates and patches answered 409 Conflict")
+    chaos.add_argument("--api-chaos-seed", type=int, default=None, help="seed of the fault injection")
     serve.add_argument("--log-level", default=os.environ.get("LOCALCLUSTER_LOG_LEVEL", "INFO"))
     return p
 
@@ -52,6 +67,12 @@ async def _serve(args) -> int:
         pod_start_delay=args.pod_start_delay,
         router_port=args.router_port,
         api_port=args.api_port,
+        odf=args.odf,
+        api_error_rate=args.api_error_rate,
+        api_latency=args.api_latency,
+        api_watch_drop_rate=args.api_watch_drop_rate,
+        api_conflict_rate=args.api_conflict_rate,
+        api_chaos_seed=args.api_chaos_seed,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -50,10 +50,16 @@ class ApiError(Exception):
         self.body = body or {}
 
 
+# Sent on every request: the API server exempts the local cluster's own components from the fault
+# injection meant for the suite (localcluster/apiserver/chaos.py).
+COMPONENT_HEADER = "X-Localcluster-Component"
+
+
 class KubeClient:
-    def __init__(self, server: str, token: str, ca_pem: bytes):
+    def __init__(self, server: str, token: str, ca_pem: bytes, component: str = "localcluster"):
         self.server = server.rstrip("/")
         self.token = token
+        self.component = component
         if isinstance(ca_pem, bytes):
             ca_pem = ca_pem.decode()
         self.ca_pem = ca_pem.encode()   # the API server's CA, for components that make their own clients
@@ -64,7 +70,8 @@ class KubeClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=0),
-                headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"},
+                headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json",
+                         COMPONENT_HEADER: self.component},
                 trust_env=False,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             )

@@ -32,6 +32,8 @@ class LocalCluster:
         self._tasks: list[asyncio.Task] = []
         self._own_state_dir = False
         self.api_ca: CertificateAuthority | None = None
+        self.odf = None        # localcluster.odf.ODF when settings.odf
+        self.netproxy = None   # localcluster.netproxy.NetProxy
 
     # ------------------------------------------------------------------ start
     async def start(self) -> None:
@@ -56,6 +58,18 @@ class LocalCluster:
         service_ca = CertificateAuthority.create("openshift-service-serving-signer@localcluster")
         admin = self.user("kube:admin")
         await seed(self._client(admin.token), s, ingress_ca, self.api.url)
+        if s.odf:
+            from localcluster.odf import ODF, seed_odf
+            self.odf = ODF(s)
+            await self.odf.start()
+            await seed_odf(self._client(admin.token), s, self.odf)
+
+        # The cluster network (route hosts, <svc>.<ns>.svc) for registry processes and the operator.
+        from localcluster.netproxy import NetProxy
+        self.netproxy = NetProxy(self._client(admin.token), s,
+                                 router_address=lambda: getattr(self.router, "address", None))
+        await self.netproxy.start()
+        s.netproxy_url = self.netproxy.url
 
         from localcluster.controllers.deployment import (
             DaemonSetController, DeploymentController, ReplicaSetController)
@@ -77,6 +91,9 @@ class LocalCluster:
             Kubelet(self._client(admin.token), s, token_signer=TokenSigner.create()),
             ImageRegistryOperator(self._client(admin.token), s),
         ]
+        if self.odf is not None:
+            from localcluster.odf import ObjectBucketProvisioner
+            controllers.append(ObjectBucketProvisioner(self._client(admin.token), s, odf=self.odf))
         self.router = Router(self._client(admin.token), s)
         for c in controllers + [self.router]:
             self._tasks.append(asyncio.create_task(c.run(), name=type(c).__name__))
@@ -124,6 +141,9 @@ class LocalCluster:
             "api_url": self.api.url,
             "ingress_address": self.router.address,
             "state_dir": str(self.settings.state_dir),
+            # The cluster network proxy (route hosts, <svc>.<ns>.svc) and, with ODF, the S3 servers.
+            "proxy_url": self.settings.netproxy_url,
+            "s3_endpoints": ({k: v.endpoint for k, v in self.odf.servers.items()} if self.odf else {}),
             "pid": os.getpid(),
         }
 
@@ -150,6 +170,10 @@ class LocalCluster:
                 await c.close()
             except Exception:  # noqa: BLE001
                 pass
+        if self.netproxy is not None:
+            await self.netproxy.stop()
+        if self.odf is not None:
+            await self.odf.stop()
         if self.api is not None:
             await self.api.stop()
         if self._own_state_dir:

@@ -200,11 +200,14 @@ class RegistryContainer:
 
     `env` is the container environment after the kubelet resolved it (paths already point at host
     directories). `faults()` returns the current fault knobs (a dict of the faults ConfigMap data).
+    `pods()` (optional) returns the pod objects the kubelet knows (its informer cache); the
+    `registry.emptyReplica` fault needs it to tell which replica it is.
     """
 
     def __init__(self, *, pod_ip: str, env: dict[str, str], workdir: Path, signer: TokenSigner,
                  api_server: str, api_ca_pem: bytes | ssl.SSLContext, port: int = 5000,
-                 faults: Callable[[], dict] = dict, name: str = "registry"):
+                 faults: Callable[[], dict] = dict, name: str = "registry",
+                 pods: Callable[[], list[dict]] | None = None):
         self.pod_ip = pod_ip
         self.env = dict(env)
         self.workdir = Path(workdir)
@@ -214,6 +217,7 @@ class RegistryContainer:
         self.port = port
         self.faults = faults
         self.name = name
+        self.pods = pods
         self.internal_port: int | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self._runner: web.AppRunner | None = None
@@ -320,7 +324,8 @@ class RegistryContainer:
             api_ctx = ssl.create_default_context(cadata=self.api_ca_pem.decode())
         self._api_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=api_ctx), trust_env=False,
-            timeout=aiohttp.ClientTimeout(total=15))
+            timeout=aiohttp.ClientTimeout(total=15),
+            headers={"X-Localcluster-Component": "registry"})   # exempt from the API server's chaos
         app = web.Application(client_max_size=1 << 40)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/openshift/token", self._token)
@@ -575,6 +580,12 @@ class RegistryContainer:
                 if up.status == 201:
                     self.drop_repository(repo)
 
+        if request.method in ("GET", "HEAD") and str(faults.get("registry.emptyReplica", "")).lower() == "true" \
+                and self.is_first_ready_replica():
+            empty = await self._empty_replica_answer(request, headers)
+            if empty is not None:
+                return empty
+
         try:
             return await proxy_request(self._session, request, self.upstream + request.rel_url.raw_path_qs,
                                        headers, transform_headers=fix_headers, transform_body=transform_body,
@@ -582,6 +593,53 @@ class RegistryContainer:
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
             return web.json_response(
                 {"errors": [{"code": "UNAVAILABLE", "message": f"registry unavailable: {e}"}]}, status=503)
+
+    # -------------------------------------------------------------- fault: registry.emptyReplica
+    def is_first_ready_replica(self) -> bool:
+        """Whether this pod's name sorts first among the ready registry pods of its namespace."""
+        if self.pods is None:
+            log.warning("fault registry.emptyReplica: the kubelet gave this container no pods() view")
+            return False
+        from localcluster.settings import REGISTRY_IMAGE
+        pods = [p for p in self.pods() or () if not (p.get("metadata") or {}).get("deletionTimestamp")]
+        me = next((p for p in pods if (p.get("status") or {}).get("podIP") == self.pod_ip), None)
+        if me is None:
+            return False
+        ns = me["metadata"].get("namespace")
+
+        def ready_registry(p: dict) -> bool:
+            st = p.get("status") or {}
+            return p["metadata"].get("namespace") == ns and st.get("phase") == "Running" \
+                and any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or ()) \
+                and any(c.get("image") == REGISTRY_IMAGE for c in (p.get("spec") or {}).get("containers") or ())
+        ready = sorted((p for p in pods if ready_registry(p)), key=lambda p: p["metadata"]["name"])
+        return bool(ready) and ready[0] is me
+
+    async def _empty_replica_answer(self, request: web.Request, headers: dict) -> web.Response | None:
+        """404 for a manifest or blob GET/HEAD the registry would have served (auth errors pass)."""
+        parts = request.path.split("/")
+        kind = next((p for i, p in enumerate(parts) if i >= 3 and p in ("manifests", "blobs")), None)
+        if kind is None or parts.index(kind) != len(parts) - 2 or parts[-1] == "uploads":
+            return None
+        i = parts.index(kind)
+        repo, ref = "/".join(parts[2:i]), parts[-1]
+        try:
+            async with self._session.head(self.upstream + request.rel_url.raw_path_qs, headers=headers,
+                                          allow_redirects=False) as up:
+                if up.status >= 300:
+                    return None   # 401, 404...: the real answer is as good
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+            return None
+        if kind == "manifests":
+            detail = {"Name": repo, "Revision": ref} if ref.startswith("sha256:") else {"Name": repo, "Tag": ref}
+            body = {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown", "detail": detail}]}
+        else:
+            body = {"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown to registry", "detail": ref}]}
+        log.info("fault registry.emptyReplica: %s %s answered 404", request.method, request.path)
+        if request.method == "HEAD":
+            return web.Response(status=404, headers={"Content-Type": "application/json; charset=utf-8",
+                                                     "Docker-Distribution-Api-Version": "registry/2.0"})
+        return web.json_response(body, status=404, headers={"Docker-Distribution-Api-Version": "registry/2.0"})
 
     def drop_repository(self, repo: str) -> None:
         root = self.storage_root()

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from localcluster import settings as S
 from localcluster.client import ApiError, Informer, path
@@ -36,6 +37,9 @@ log = logging.getLogger("localcluster.router")
 ROUTER_NAME = "default"
 CERT_NAMESPACE = "openshift-ingress"
 CERT_SECRET = "router-certs-default"
+# Fault knob `router.untrustedS3Cert`: the ODF S3 routes get a certificate from a CA nobody trusts.
+FAULT_UNTRUSTED_S3_CERT = "router.untrustedS3Cert"
+S3_ROUTES = {("openshift-storage", "ocs-storagecluster-cephobjectstore"), ("openshift-storage", "s3")}
 
 UNAVAILABLE_PAGE = """<html>
 <head>
@@ -95,6 +99,8 @@ class Router:
         self._ca_cache: dict[str, tuple[float, ssl.SSLContext | None]] = {}
         self._cert_key: tuple | None = None
         self.routes = self.services = self.endpoints = self.pods = None
+        self.faults = None
+        self._untrusted_ctx: ssl.SSLContext | None = None
 
     # ------------------------------------------------------------------ certificate
     async def _load_cert(self, secret: dict | None = None) -> bool:
@@ -121,6 +127,43 @@ class Router:
         self.ssl_ctx.load_cert_chain(d / "tls.crt", d / "tls.key")
         self._cert_key = (crt, key)
         return True
+
+    def _fault(self, key: str) -> bool:
+        cm = self.faults.get(S.FAULTS_NAMESPACE, S.FAULTS_CONFIGMAP) if self.faults else None
+        return ((cm or {}).get("data") or {}).get(key, "").strip().lower() == "true"
+
+    def _untrusted_context(self) -> ssl.SSLContext:
+        """A wildcard certificate for the apps domain from a CA that nobody trusts (made once)."""
+        if self._untrusted_ctx is None:
+            from localcluster.pki import CertificateAuthority
+            ca = CertificateAuthority.create("untrusted-s3-ca@localcluster")
+            crt, key = ca.issue(f"*.{self.apps_domain}", dns_names=[f"*.{self.apps_domain}", self.apps_domain])
+            d = Path(self.settings.state_dir) / "router"
+            d.mkdir(parents=True, exist_ok=True)
+            for name, blob in (("untrusted.crt", crt + ca.cert_pem), ("untrusted.key", key)):
+                fd = os.open(d / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(blob)
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(d / "untrusted.crt", d / "untrusted.key")
+            self._untrusted_ctx = ctx
+        return self._untrusted_ctx
+
+    def _sni(self, ssl_obj, server_name, _ctx) -> None:
+        """Per-connection certificate choice (the `router.untrustedS3Cert` fault)."""
+        if not server_name or not self.routes or not self._fault(FAULT_UNTRUSTED_S3_CERT):
+            return None
+        host = server_name.lower()
+        for r in self.routes.items():
+            meta = r.get("metadata") or {}
+            if (meta.get("namespace"), meta.get("name")) in S3_ROUTES and \
+                    ((r.get("spec") or {}).get("host") or "").lower() == host:
+                try:
+                    ssl_obj.context = self._untrusted_context()
+                except Exception as e:  # noqa: BLE001 - never break the handshake for a fault knob
+                    log.warning("untrusted S3 certificate not served: %s", e)
+                break
+        return None
 
     async def _on_secret(self, event_type: str, secret: dict) -> None:
         if event_type != "DELETED" and (secret.get("metadata") or {}).get("name") == CERT_SECRET:
@@ -268,6 +311,15 @@ class Router:
         if route is None:
             return _unavailable()
         spec = route.get("spec") or {}
+        if (route["metadata"].get("namespace"), route["metadata"].get("name")) in S3_ROUTES:
+            # A kept-alive connection made before `router.untrustedS3Cert` changed: close it, so the
+            # client reconnects and meets the certificate the knob asks for.
+            ssl_obj = request.transport.get_extra_info("ssl_object") if request.transport else None
+            untrusted = ssl_obj is not None and self._untrusted_ctx is not None and \
+                ssl_obj.context is self._untrusted_ctx
+            if untrusted != self._fault(FAULT_UNTRUSTED_S3_CERT):
+                request.transport.close()
+                return _unavailable()
         termination = ((spec.get("tls") or {}).get("termination") or "").lower()
         if termination == "passthrough":
             return _unavailable()
@@ -289,7 +341,9 @@ class Router:
             kwargs = {"ssl_ctx": ctx, "server_hostname": f"{spec['to']['name']}.{key[0]}.svc"}
         url = f"{scheme}://{ip}:{port}{request.rel_url.raw_path_qs}"
         try:
-            return await proxy_request(self._session, request, url, headers, **kwargs)
+            # encoded=True: send the path and query byte for byte (re-quoting `%2F` to `/` would break
+            # signed requests such as S3 SigV4).
+            return await proxy_request(self._session, request, URL(url, encoded=True), headers, **kwargs)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError, ssl.SSLError) as e:
             log.info("route %s/%s backend %s failed: %s", key[0], key[1], url, e)
             return _unavailable()
@@ -304,7 +358,9 @@ class Router:
         self.endpoints = Informer(self.client, path("v1", "endpoints"), lambda t, o: None, resync=resync)
         self.pods = Informer(self.client, path("v1", "pods"), lambda t, o: None, resync=resync)
         secrets = Informer(self.client, path("v1", "secrets", CERT_NAMESPACE), self._on_secret, resync=resync)
-        informers = [self.routes, self.services, self.endpoints, self.pods, secrets]
+        self.faults = Informer(self.client, path("v1", "configmaps", S.FAULTS_NAMESPACE), None, resync=resync)
+        informers = [self.routes, self.services, self.endpoints, self.pods, secrets, self.faults]
+        self.ssl_ctx.sni_callback = self._sni
         tasks = [asyncio.create_task(i.run()) for i in informers]
         try:
             await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in informers[:4])), 30)

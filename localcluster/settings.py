@@ -58,6 +58,19 @@ class Settings:
     router_host: str = "127.0.0.1"
     router_port: int = 0
     api_port: int = 0
+    # OpenShift Data Foundation (issue 3): two real S3 servers (moto), the ODF StorageClasses, Services,
+    # Routes and the ObjectBucketClaim provisioner. `--no-odf` / LOCALCLUSTER_ODF=false turns it off.
+    odf: bool = True
+    # Filled in at start: the cluster network proxy (localcluster/netproxy.py) that registry processes
+    # and the operator's S3 client use to reach route hosts and `<svc>.<ns>.svc` names.
+    netproxy_url: str = ""
+    # API server fault injection (localcluster/apiserver/chaos.py), for the suite's requests only: the
+    # local cluster's own components are exempt. Also changeable at run time: PUT /localcluster/chaos.
+    api_error_rate: float = 0.0       # fraction of non-watch requests answered 429 / 500 / 503
+    api_latency: float = 0.0          # seconds added to every request
+    api_watch_drop_rate: float = 0.0  # fraction of watches closed early after a short random time
+    api_conflict_rate: float = 0.0    # fraction of updates/patches answered 409 Conflict
+    api_chaos_seed: int = 0           # seed of the fault injection's random generator
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":

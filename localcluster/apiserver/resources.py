@@ -66,7 +66,7 @@ RESOURCES: list[ResourceType] = [
     # core v1
     _r("", "v1", "Namespace", "namespaces", False, ("status", "finalize"), ("ns",),
        create_status={"phase": "Active"}),
-    _r("", "v1", "Pod", "pods", True, ("status",), ("po",), create_status={"phase": "Pending"},
+    _r("", "v1", "Pod", "pods", True, ("status", "portforward"), ("po",), create_status={"phase": "Pending"},
        categories=("all",)),
     _r("", "v1", "Service", "services", True, ("status",), ("svc",), categories=("all",)),
     _r("", "v1", "Endpoints", "endpoints", True, (), ("ep",)),
@@ -125,7 +125,10 @@ RESOURCES: list[ResourceType] = [
 SUBRESOURCE_KINDS = {
     "scale": ("autoscaling", "v1", "Scale"),
     "finalize": ("", "v1", "Namespace"),
+    "portforward": ("", "v1", "PodPortForwardOptions"),
 }
+# Subresources that are connections (WebSocket upgrades), not stored state: the verbs discovery lists.
+CONNECT_SUBRESOURCES = {"portforward": ("create", "get")}
 
 
 class Registry:

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import errors
+from . import errors, portforward
 from .auth import User
+from .chaos import CHAOS_PATH, COMPONENT_HEADER, Chaos
 from .errors import APIError
 from .patch import json_patch, merge_patch, strategic_merge
-from .resources import SUBRESOURCE_KINDS, Registry
+from .resources import CONNECT_SUBRESOURCES, SUBRESOURCE_KINDS, Registry
 from .selectors import FieldSelector, LabelSelector, label_selector_from_dict
 from .store import Store, Watcher
 from .validation import validate
@@ -32,6 +33,8 @@ KUBE_VERSION = {
 }
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _WRITE_VERBS = ("get", "patch", "update")
+# The request's Chaos (or None when the caller is a local cluster component, exempt from faults).
+_CHAOS = web.RequestKey("localcluster_chaos", object)
 
 
 def now_iso(offset: float = 0) -> str:
@@ -121,6 +124,9 @@ class APIServer:
         self._orphan: set[str] = set()    # uids whose dependents are orphaned when they go
         self._ns_tasks: dict[str, asyncio.Task] = {}
         self.stats = {"requests": 0, "watches": 0}   # counters, for tests and debugging
+        # Fault injection (chaos.py): initial values from settings, changed through PUT /localcluster/chaos.
+        self.chaos = Chaos.from_settings(settings)
+        self._websockets: set = set()   # open pods/portforward connections
 
     # ---------------- lifecycle ----------------
     async def start(self):
@@ -149,9 +155,14 @@ class APIServer:
                 await t
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
-        # Close open watch streams so the runner can shut down promptly.
+        # Close open watch streams and port-forwards so the runner can shut down promptly.
         for w in [w for s in self.store.watchers.values() for w in s]:
             w.queue.put_nowait(None)
+        for ws in list(self._websockets):
+            try:
+                await ws.close()
+            except Exception:  # noqa: BLE001
+                pass
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -176,6 +187,22 @@ class APIServer:
                 return web.Response(text="ok")
             self.stats["requests"] += 1
             user = self._authenticate(request)
+            if path == CHAOS_PATH:
+                return await self._chaos_endpoint(request, user)
+            exempt = bool(request.headers.get(COMPONENT_HEADER))
+            request[_CHAOS] = None if exempt else self.chaos
+            if not exempt and self.chaos.active:
+                delay = self.chaos.latency()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if not (request.method == "GET" and _truthy(request.query.get("watch"))):
+                    err = self.chaos.error()
+                    if err is not None:
+                        resp = self._json(err.status(), err.code)
+                        if err.code == 429:
+                            resp.headers["Retry-After"] = str(self.chaos.retry_after())
+                        resp.headers["X-Localcluster-Chaos"] = "error"
+                        return resp
             return await self._dispatch(request, path, user)
         except APIError as e:
             return self._json(e.status(), e.code)
@@ -248,6 +275,8 @@ class APIServer:
         if sub and sub not in rt.subresources:
             raise self._not_found_path()
         q = request.query
+        if sub in CONNECT_SUBRESOURCES:
+            return await self._connect(request, user, rt, namespace, name, sub)
         if method == "GET":
             verb = "get" if name else ("watch" if _truthy(q.get("watch")) else "list")
         elif method == "POST":
@@ -280,6 +309,10 @@ class APIServer:
             body = await self._body(request)
             obj = self._create(rt, namespace, body)
             return self._json(obj, 201)
+        if verb in ("update", "patch"):
+            chaos = request.get(_CHAOS)
+            if chaos is not None and self.store.get(rt.key, namespace, name) is not None and chaos.conflict():
+                raise errors.conflict(rt, name)
         if verb == "update":
             body = await self._body(request)
             return self._json(self._update(rt, namespace, name, body, sub))
@@ -301,6 +334,35 @@ class APIServer:
     @staticmethod
     def _not_found_path():
         return APIError(404, "NotFound", "the server could not find the requested resource", {})
+
+    # ---------------- connect subresources (pods/portforward) ----------------
+    async def _connect(self, request, user, rt, namespace, name, sub):
+        # kube authorizes WebSocket connects as `create` on the subresource (whatever the HTTP method).
+        if request.method not in ("GET", "POST"):
+            raise errors.method_not_allowed()
+        if not user.allowed("create", rt.group, rt.plural, sub, name, namespace):
+            raise errors.forbidden(user.name, "create", rt.group, rt.plural, sub, name, namespace)
+        pod = self._must_get(rt, namespace, name)
+        ports = portforward.parse_ports(request.query)
+        return await portforward.serve(request, pod, ports, self._websockets)
+
+    # ---------------- fault injection ----------------
+    async def _chaos_endpoint(self, request, user):
+        verb = {"GET": "get", "PUT": "update", "PATCH": "patch"}.get(request.method)
+        if verb is None:
+            raise errors.method_not_allowed()
+        if not user.allowed(verb, "localcluster", "chaos"):
+            raise APIError(403, "Forbidden", f'User "{user.name}" cannot {verb} the local cluster\'s chaos '
+                                             f'configuration ({CHAOS_PATH})', {"kind": "chaos"})
+        if verb == "get":
+            return self._json(self.chaos.describe())
+        body = await self._body(request)
+        if isinstance(body, dict) and isinstance(body.get("spec"), dict) and set(body) - {"spec"} <= {
+                "kind", "apiVersion", "status"}:
+            body = body["spec"]   # the GET answer, edited and sent back
+        if verb == "update":
+            return self._json(self.chaos.replace(body or {}))
+        return self._json(self.chaos.merge(body or {}))
 
     # ---------------- discovery ----------------
     def _group_entry(self, group):
@@ -328,8 +390,9 @@ class APIServer:
             out.append(entry)
             for sub in rt.subresources:
                 sg, sv, sk = SUBRESOURCE_KINDS.get(sub, (None, None, rt.kind))
+                verbs = ["update"] if sub == "finalize" else list(CONNECT_SUBRESOURCES.get(sub, _WRITE_VERBS))
                 se = {"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
-                      "kind": sk, "verbs": ["update"] if sub == "finalize" else list(_WRITE_VERBS)}
+                      "kind": sk, "verbs": verbs}
                 if sg is not None and sub == "scale":
                     se["group"], se["version"] = sg, sv
                 out.append(se)
@@ -789,6 +852,8 @@ class APIServer:
             raise errors.bad_request(f"invalid resource version: {rv}") from None
         w = Watcher(ns or None, lsel, fsel)
         self.stats["watches"] += 1
+        chaos = request.get(_CHAOS)
+        drop_after = chaos.watch_drop_after() if chaos is not None else None
         # Backlog and registration happen without an await in between: nothing is lost or duplicated.
         backlog = []
         expired = None
@@ -819,6 +884,9 @@ class APIServer:
                 await resp.write(self._event_line(rt, etype, obj))
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout if timeout else None
+            if drop_after is not None:   # fault injection: this watch ends early
+                deadline = min(deadline, loop.time() + drop_after) if deadline else loop.time() + drop_after
+                bookmarks = False
             while True:
                 wait = None if deadline is None else deadline - loop.time()
                 if wait is not None and wait <= 0:

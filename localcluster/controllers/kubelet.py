@@ -412,6 +412,13 @@ class _PodWorker:
             anchors = [str(d) for mp, d in mounts if any(mp == a or mp.startswith(a + "/") for a in CA_ANCHOR_MOUNTS)]
             if anchors:
                 env["LOCALCLUSTER_CA_ANCHOR_DIRS"] = os.pathsep.join(anchors)
+            proxy = getattr(self.k.settings, "netproxy_url", "")
+            if proxy:
+                # The pod network: cluster names (route hosts, <svc>.<ns>.svc) through the cluster proxy.
+                from localcluster.netproxy import NO_PROXY
+                env.setdefault("HTTP_PROXY", proxy)
+                env.setdefault("HTTPS_PROXY", proxy)
+                env.setdefault("NO_PROXY", NO_PROXY)
             port = 5000
             addr = env.get("REGISTRY_HTTP_ADDR", "")
             if addr.rpartition(":")[2].isdigit():
@@ -421,7 +428,8 @@ class _PodWorker:
             c.runtime = RegistryContainer(
                 pod_ip=self.pod_ip, env=env, workdir=self.dir / "containers" / c.name, signer=self.k.signer,
                 api_server=self.k.api_server, api_ca_pem=self.k.api_ca_pem, port=port,
-                faults=lambda: self.k.faults, name=c.name)
+                faults=lambda: self.k.faults, name=c.name,
+                pods=lambda: self.k.pods.items() if self.k.pods else [])
             await c.runtime.start()
         c.container_id = "cri-o://" + secrets.token_hex(32)
         c.started_at = _now()

@@ -59,6 +59,7 @@ class ImageRegistryOperator:
         self._faults_informer: Optional[Informer] = None
         self._timer: Optional[asyncio.TimerHandle] = None
         self.sync_count = 0          # for tests: how many syncs ran
+        self._infra: Optional[dict] = None
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -81,6 +82,7 @@ class ImageRegistryOperator:
             path("policy/v1", "poddisruptionbudgets", ns), path("route.openshift.io/v1", "routes", ns),
             path("config.openshift.io/v1", "clusteroperators"), path("config.openshift.io/v1", "images"),
             path("config.openshift.io/v1", "infrastructures"), path(C.CONFIG_API, "imagepruners"),
+            path("v1", "configmaps", "openshift-config"),   # S3 trustedCA
         ]
 
     async def run(self) -> None:
@@ -184,9 +186,18 @@ class ImageRegistryOperator:
                 if e.status != 404:
                     raise
 
+        async def get_secret(name):
+            return await self._get(path("v1", "secrets", C.NAMESPACE, name))
+
+        async def get_configmap(namespace, name):
+            return await self._get(path("v1", "configmaps", namespace, name))
+
         skip = self.faults().get(C.FAULT_SKIP_PVC_CHECKS, "").strip().lower() == "true"
+        # S3 driver inputs: secrets/configmaps, the infrastructure, the cluster network proxy.
+        extra = {"get_secret": get_secret, "get_configmap": get_configmap, "infra": self._infra,
+                 "proxy_url": getattr(self.settings, "netproxy_url", ""), "state_dir": self.settings.state_dir}
         return StorageContext(get_pvc=get_pvc, create_pvc=create_pvc, delete_pvc=delete_pvc,
-                              skip_pvc_checks=skip)
+                              skip_pvc_checks=skip, extra=extra)
 
     # --- sync -------------------------------------------------------------------------------------
 
@@ -205,6 +216,7 @@ class ImageRegistryOperator:
         cr["status"].setdefault("conditions", [])
         state = cr["spec"].get("managementState") or ""
         infra = await self._get(INFRA_P)
+        self._infra = infra
 
         if state in ("Managed", "Removed"):
             raw = self.faults().get(C.FAULT_MUTATE_SPEC, "").strip()

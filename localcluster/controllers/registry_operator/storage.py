@@ -296,3 +296,13 @@ async def sync_storage(cr: dict, ctx: StorageContext, platform_storage: Callable
 __all__ = ["STORAGE_NOT_CONFIGURED", "PVC_NOT_OWNED", "Driver", "EmptyDirDriver", "PVCDriver", "DRIVERS",
            "StorageContext", "check_pvc", "configured_types", "default_pvc", "driver_for_status",
            "new_driver", "owned_by_operator", "pvc_not_found", "select_storage_type", "sync_storage"]
+
+
+# S3 (Ceph RGW / NooBaa / any S3 endpoint): registered last, it subclasses Driver.
+# (When s3.py is imported first it registers itself at its end.)
+try:
+    from .s3 import S3Driver  # noqa: E402
+except ImportError:   # partially initialized s3 module: it registers itself
+    pass
+else:
+    DRIVERS["s3"] = S3Driver
