@@ -543,7 +543,15 @@ class APIServer:
         if rt.key == ("", "v1", "namespaces"):
             body.setdefault("spec", {})["finalizers"] = ["kubernetes"]
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
-        return self.store.put(rt.key, body)
+        stored = self.store.put(rt.key, body)
+        # The garbage collector deletes what is created under an owner in foreground deletion (a
+        # ReplicaSet controller that raced the deletion of its ReplicaSet, for example).
+        for ref in meta.get("ownerReferences") or ():
+            owner = self.store.by_uid_get(ref.get("uid"))
+            if owner is not None and owner["metadata"].get("deletionTimestamp") and \
+                    "foregroundDeletion" in (owner["metadata"].get("finalizers") or ()):
+                self._spawn(self._delete_dependents(ref["uid"], "Foreground"))
+        return stored
 
     # ---------------- update / patch ----------------
     def _update(self, rt, ns, name, body, sub):

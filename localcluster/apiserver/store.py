@@ -61,6 +61,7 @@ class Store:
         self.watchers: dict[tuple, set[Watcher]] = {}
         self.by_namespace: dict[str, set[tuple]] = {}      # ns -> {(rtkey, name)}
         self.by_owner: dict[str, set[tuple]] = {}          # owner uid -> {(rtkey, ns, name)}
+        self.by_uid: dict[str, tuple] = {}                 # uid -> (rtkey, ns, name)
 
     def next_rv(self) -> str:
         self.rv += 1
@@ -91,10 +92,19 @@ class Store:
     def dependents(self, uid) -> list[tuple]:
         return list(self.by_owner.get(uid, ()))
 
+    def by_uid_get(self, uid):
+        where = self.by_uid.get(uid)
+        return None if where is None else self.get(*where)
+
     # --- writes ---
     def _index(self, rtkey, obj, add: bool):
         meta = obj["metadata"]
         ns, name = meta.get("namespace", ""), meta["name"]
+        if meta.get("uid"):
+            if add:
+                self.by_uid[meta["uid"]] = (rtkey, ns, name)
+            else:
+                self.by_uid.pop(meta["uid"], None)
         if ns:
             s = self.by_namespace.setdefault(ns, set())
             (s.add if add else s.discard)((rtkey, name))
