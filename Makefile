@@ -1,0 +1,29 @@
+# Registry conformance suite. `make validate`: the suite on the local cluster; `make test`: the selftests.
+# Both set up what is missing first (docker-registry from Debian, the .venv) and are quick when it is there.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+REGISTRY_BIN := /usr/bin/docker-registry
+PYTEST_ARGS ?=
+
+.PHONY: validate test setup
+
+validate: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: setup
+	$(PY) -m pytest selftests $(PYTEST_ARGS)
+
+setup: $(REGISTRY_BIN) $(VENV)/.installed
+
+$(REGISTRY_BIN):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y docker-registry
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@

@@ -1,0 +1,75 @@
+"""Options and hooks of the registry conformance suite. Fixtures live in fixtures/ (plugins below)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from utilities.reports import RUN_DIR, RUN_ID, new_run_id, prepare_run_dir
+
+pytest_plugins = ["fixtures.cluster", "fixtures.registry"]
+
+ROOT = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("registry-conformance")
+    g.addoption("--kubeconfig", default=None,
+                help="kubeconfig of the cluster under test; without it the local stand-in cluster is started")
+    g.addoption("--context", default=None, help="kubeconfig context (default: the current context)")
+    g.addoption("--allow-destructive", action="store_true", default=False,
+                help="allow tests marked destructive on the cluster given by --kubeconfig")
+    g.addoption("--ingress-address", default=None, metavar="HOST[:PORT]",
+                help="where to connect for route hosts that do not resolve (default: DNS; else the "
+                     "Infrastructure's vSphere ingressIPs on port 443; the local cluster: its router)")
+    g.addoption("--localcluster-arg", action="append", default=[], metavar="ARG",
+                help="extra argument for `python -m localcluster serve` (repeatable)")
+    g.addoption("--rollout-timeout", type=float, default=300.0, metavar="SECONDS",
+                help="how long a registry rollout may take (default 300)")
+    g.addoption("--run-id", default=None, help="name of the reports/<run-id>/ directory (default: a timestamp)")
+    g.addoption("--reports-dir", default=str(ROOT / "reports"), help="root of the reports (default: reports/)")
+
+
+def _runs_the_suite(config) -> bool:
+    """Reports are written for runs of the suite (tests/, the default testpaths) or when asked for
+    (--run-id); not for the project's selftests, --collect-only or --help."""
+    if config.option.help or config.option.collectonly:
+        return False
+    if config.getoption("run_id"):
+        return True
+    tests_dir = ROOT / "tests"
+    for arg in config.args:
+        path = Path(str(arg).split("::")[0]).resolve()
+        if path == tests_dir or tests_dir in path.parents or path == ROOT:
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    run_id = config.getoption("run_id") or new_run_id()
+    config.stash[RUN_ID] = run_id
+    if not _runs_the_suite(config):
+        return
+    run_dir = prepare_run_dir(Path(config.getoption("reports_dir")).resolve(), run_id)
+    config.stash[RUN_DIR] = run_dir
+    # Before the junitxml and allure plugins configure themselves (this hook runs first).
+    if not getattr(config.option, "xmlpath", None):
+        config.option.xmlpath = str(run_dir / "junit.xml")
+    if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
+        config.option.allure_report_dir = str(run_dir / "allure-results")
+
+
+def pytest_report_header(config):
+    run_dir = config.stash.get(RUN_DIR, None)
+    return f"reports: {run_dir}" if run_dir else None
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("kubeconfig") or config.getoption("allow_destructive"):
+        return
+    skip = pytest.mark.skip(reason="destructive: changes the cluster given by --kubeconfig; "
+                                   "pass --allow-destructive to run it")
+    for item in items:
+        if item.get_closest_marker("destructive"):
+            item.add_marker(skip)
