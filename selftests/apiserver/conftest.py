@@ -14,23 +14,7 @@ from kubernetes import config as k8s_config
 
 from localcluster.pki import CertificateAuthority
 from localcluster.settings import Settings
-
-
-class LoopThread:
-    """An asyncio loop in a thread; `run(coro)` runs a coroutine there and waits for its result."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 30):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self):
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+from selftests.support import LoopThread
 
 
 class Cluster:

@@ -12,28 +12,7 @@ import pytest
 
 from localcluster.pki import CertificateAuthority
 from localcluster.settings import Settings
-
-
-class LoopThread:
-    """An asyncio loop in a thread; `run(coro)` runs a coroutine there and waits for its result."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 30):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def spawn(self, coro):
-        async def start():
-            return asyncio.ensure_future(coro)
-        return self.run(start())
-
-    def close(self):
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+from selftests.support import LoopThread, wait_until
 
 
 class Api:
@@ -143,14 +122,7 @@ class Cluster:
         return [e for e in evs if e["involvedObject"].get("name") == name]
 
     def wait(self, fn, timeout: float = 10, interval: float = 0.05, what: str = "condition"):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = fn()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
+        return wait_until(fn, timeout=timeout, interval=interval, what=what)
 
     def namespace(self, name: str) -> None:
         self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})

@@ -14,6 +14,7 @@ from localcluster.apiserver import APIServer, default_users
 from localcluster.client import ApiError, KubeClient, path
 from localcluster.controllers.operator import ImageRegistryOperator
 from localcluster.pki import CertificateAuthority
+from selftests.support import wait_until
 
 NS = "openshift-image-registry"
 CONFIG = path("imageregistry.operator.openshift.io/v1", "configs", None, "cluster")
@@ -111,14 +112,7 @@ class Cluster:
         return self.call(self.client.patch(p, body))
 
     def wait(self, fn, timeout=10.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = fn()
-            if last:
-                return last
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+        return wait_until(fn, timeout=timeout, what=what)
 
     def assert_quiet(self, watched=(CONFIG, CO)):
         """No hot loop: nothing is rewritten over 1.5 s, nor by a sync that has nothing to change."""

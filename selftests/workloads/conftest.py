@@ -18,31 +18,10 @@ import pytest
 from localcluster.client import ApiError, Informer, KubeClient, path
 from localcluster.pki import CertificateAuthority
 from localcluster.settings import FAULTS_CONFIGMAP, FAULTS_NAMESPACE, Settings
+from selftests.support import LoopThread, wait_until
 
 MASTER_TAINT = {"key": "node-role.kubernetes.io/master", "effect": "NoSchedule"}
 HOLD = "selftest/hold"
-
-
-class LoopThread:
-    """An asyncio loop in a thread; `run(coro)` runs a coroutine there and waits for its result."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 30):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn, *args):
-        async def go():
-            return fn(*args)
-        return self.run(go())
-
-    def close(self):
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 class FakeKubelet:
@@ -145,14 +124,7 @@ class Env:
         return ns
 
     def wait(self, fn, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = fn()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+        return wait_until(fn, timeout=timeout, interval=interval, what=what)
 
     def events(self, ns, reason=None):
         evs = self.list(path("v1", "events", ns))
