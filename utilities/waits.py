@@ -446,3 +446,108 @@ def wait_for_pods_replaced(cluster: Cluster, old_uids: set[str], timeout: float)
 
     return _wait_loop(rollout_sources(cluster), evaluate, timeout,
                       lambda: describe_snapshot(state.get("snap")), "registry pods to be replaced")[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage set-ups (issue 3)
+# ---------------------------------------------------------------------------------------------
+class SetupFailed(AssertionError):
+    """The cluster says why a set-up step (a claim, a bucket claim) cannot succeed."""
+
+
+def wait_until_gone(read: Callable[[], Any], what: str, timeout: float) -> None:
+    """Poll `read()` (None when the object is gone) with a short back-off until it returns None."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        obj = read()
+        if obj is None:
+            return
+        if time.monotonic() >= deadline:
+            meta = obj.get("metadata") if isinstance(obj, dict) else getattr(obj, "metadata", None)
+            fin = (meta.get("finalizers") if isinstance(meta, dict) else getattr(meta, "finalizers", None)) or []
+            raise WaitTimeout(f"{what}: still there after {timeout:.0f}s (finalizers: {fin})")
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+OBC_GVR = ("objectbucket.io", "v1alpha1", "objectbucketclaims")
+
+
+def wait_for_obc_bound(cluster: Cluster, namespace: str, name: str, timeout: float) -> dict:
+    """Wait until the ObjectBucketClaim is Bound with a bucket name; fail at once on a ProvisioningFailed
+    event about it, with the provisioner's message."""
+    since = int(time.time()) - 1
+    state: dict = {}
+
+    def evaluate():
+        obc = state["obj"] = kube.get_or_none(cluster.custom.get_namespaced_custom_object, *OBC_GVR[:2],
+                                              namespace, OBC_GVR[2], name)
+        if obc and (obc.get("status") or {}).get("phase") == "Bound" and (obc.get("spec") or {}).get("bucketName"):
+            return (obc,)
+        events = cluster.api_client.sanitize_for_serialization(
+            kube.call(cluster.core.list_namespaced_event, namespace)).get("items", [])
+        for ev in events:
+            inv = ev.get("involvedObject") or {}
+            t = _ts(ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("firstTimestamp"))
+            if (inv.get("kind") == "ObjectBucketClaim" and inv.get("name") == name
+                    and ev.get("reason") == "ProvisioningFailed" and (t is None or t >= since)):
+                raise SetupFailed(f"ObjectBucketClaim {namespace}/{name} cannot be provisioned: "
+                                  f"ProvisioningFailed: {ev.get('message')}")
+        return None
+
+    sources = [("obc", cluster.custom.list_namespaced_custom_object,
+                {"group": OBC_GVR[0], "version": OBC_GVR[1], "namespace": namespace, "plural": OBC_GVR[2],
+                 "field_selector": f"metadata.name={name}"}),
+               ("events", cluster.core.list_namespaced_event, {"namespace": namespace})]
+    return _wait_loop(sources, evaluate, timeout,
+                      lambda: f"ObjectBucketClaim status: {(state.get('obj') or {}).get('status')}",
+                      f"ObjectBucketClaim {namespace}/{name} to be Bound")[0]
+
+
+def storage_conditions_text(obj: dict | None) -> str:
+    return format_conditions(obj, ("Available", "Progressing", "Degraded", "StorageExists"))
+
+
+def wait_for_progressing_error(cluster: Cluster, expected: str, timeout: float) -> dict:
+    """Wait for the operator's verdict on the current spec and return the Config when Progressing=True
+    carries `expected` in its message (the operator refused). Fails AT ONCE, quoting the operator, when
+    the verdict is something else: a permanent Degraded=True, or Progressing without `expected` once the
+    operator has observed the spec (it accepted, or refused for another reason)."""
+    state: dict = {}
+
+    def evaluate():
+        obj = state["obj"] = cluster.registry_config()
+        if not config_synced(obj):
+            return None
+        conds = conditions(obj)
+        prog, deg = conds.get("Progressing") or {}, conds.get("Degraded") or {}
+        if prog.get("status") == "True" and expected in (prog.get("message") or ""):
+            return (obj,)
+        if deg.get("status") == "True" and deg.get("reason") in PERMANENT_DEGRADED:
+            raise RolloutFailed(f"the operator reports a permanent error: Degraded=True: {deg.get('reason')}: "
+                                f"{deg.get('message')}")
+        raise RolloutFailed(f"the operator did not report {expected!r} for generation "
+                            f"{obj['metadata'].get('generation')}: {storage_conditions_text(obj)}")
+
+    return _wait_loop(_config_sources(cluster), evaluate, timeout,
+                      lambda: f"Config conditions: {storage_conditions_text(state.get('obj'))}",
+                      f"the operator to refuse the storage ({expected})")[0]
+
+
+_VOLATILE = __import__("re").compile(r"(request id|host id|RequestId|HostId): ?[^,;\s]*")
+
+
+class StorageRolloutJudge(RolloutJudge):
+    """RolloutJudge for storage set-ups: an "Unable to apply resources" error whose text changes on every
+    sync only by its volatile parts (S3 request and host ids) counts as the same, persisting error."""
+
+    def failure(self, snap: Snapshot, now: float) -> str | None:
+        cfg = snap.config
+        if cfg is not None:
+            cfg = __import__("copy").deepcopy(cfg)
+            for c in (cfg.get("status") or {}).get("conditions") or []:
+                if c.get("message"):
+                    c["message"] = _VOLATILE.sub(lambda m: f"{m.group(1)}: …", c["message"])
+            snap = dataclasses.replace(snap, config=cfg)
+        return super().failure(snap, now)
