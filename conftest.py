@@ -7,7 +7,7 @@ import pytest
 
 from utilities.reports import RUN_DIR, RUN_ID, new_run_id, prepare_run_dir
 
-pytest_plugins = ["fixtures.cluster", "fixtures.registry"]
+pytest_plugins = ["fixtures.cluster", "fixtures.safety", "fixtures.registry", "fixtures.storage"]
 
 ROOT = Path(__file__).resolve().parent
 
@@ -28,6 +28,15 @@ def pytest_addoption(parser):
                 help="how long a registry rollout may take (default 300)")
     g.addoption("--run-id", default=None, help="name of the reports/<run-id>/ directory (default: a timestamp)")
     g.addoption("--reports-dir", default=str(ROOT / "reports"), help="root of the reports (default: reports/)")
+    g.addoption("--break-lock", action="store_true", default=False,
+                help="take over the cluster lock of another run if it is stale (expired, or its process "
+                     "on this host is gone); a live lock still stops the run")
+    g.addoption("--backend", action="append", default=[], metavar="NAME",
+                help="storage backend to certify (repeatable; default: all): emptydir, default-pvc, block, "
+                     "cephfs, ceph-rgw, noobaa")
+    g.addoption("--storage-class", action="append", default=[], metavar="BACKEND=CLASS",
+                help="point a backend at another storage class (block, cephfs) or ObjectBucketClaim class "
+                     "(ceph-rgw, noobaa) (repeatable)")
 
 
 def _runs_the_suite(config) -> bool:
@@ -47,6 +56,10 @@ def _runs_the_suite(config) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
+    from fixtures import safety
+    from utilities import redact
+    redact.install()                      # secrets out of every log record from now on
+    safety.install_signal_handlers(config)
     run_id = config.getoption("run_id") or new_run_id()
     config.stash[RUN_ID] = run_id
     if not _runs_the_suite(config):
@@ -62,7 +75,34 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     run_dir = config.stash.get(RUN_DIR, None)
-    return f"reports: {run_dir}" if run_dir else None
+    from fixtures import safety
+    return ([f"reports: {run_dir}"] if run_dir else []) + safety.report_header(config)
+
+
+def pytest_sessionstart(session):
+    """--kubeconfig runs: preflight checks (one line and a distinct exit status each), leftovers of
+    earlier runs, the cluster lock; all before anything changes."""
+    from fixtures import safety
+    safety.session_start(session)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report):
+    from fixtures import safety
+    safety.redact_report(report)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    from fixtures import safety
+    if safety.state(session.config).interrupted and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+
+
+def pytest_unconfigure(config):
+    from fixtures import safety
+    safety.release_lock(config)           # normally released already by the cluster fixture
+    safety.redact_run_dir(config)         # JUnit, allure results and attachments, logs
 
 
 def pytest_collection_modifyitems(config, items):

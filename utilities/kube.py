@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import logging
 import os
 import socket
 import tempfile
@@ -33,26 +34,131 @@ INFRASTRUCTURE_GVR = ("config.openshift.io", "v1", "infrastructures")
 ROUTE_GVR = ("route.openshift.io", "v1", "routes")
 
 
+# Messages of errors known to be transient, whatever wraps them (kube-apiserver, etcd, proxies, Go's
+# net/http, Python's ssl/socket layers).
+TRANSIENT_MESSAGES = (
+    "connection reset by peer", "connection refused", "connection aborted", "broken pipe",
+    "remote end closed connection", "remotedisconnected", "eof occurred in violation of protocol",
+    "unexpected eof", "http2: client connection lost", "tls handshake timeout", "i/o timeout",
+    "etcdserver: request timed out", "etcdserver: leader changed", "etcdserver: too many requests",
+    "the server is currently unable to handle the request", "too many requests",
+    "please try again later", "try again later", "timeout: request did not complete within",
+    "the server was unable to return a response in the time allotted",
+)
+RETRY_ATTEMPTS = 8           # at most this many tries of one call
+RETRY_MAX_WAIT = 5.0         # seconds, between two tries
+RETRY_DEADLINE = 60.0        # seconds, for all tries of one call
+
+
+def _message_is_transient(text: str) -> bool:
+    text = text.lower()
+    return any(m in text for m in TRANSIENT_MESSAGES)
+
+
 def is_transient(exc: BaseException) -> bool:
-    """True for errors worth retrying: throttling, server errors, broken connections."""
+    """True for errors worth retrying: throttling (429), server errors (5xx), broken or refused
+    connections, timeouts and known transient messages. Never a 4xx answer other than 429: a
+    validation error, 401, 403, 404 or 409 is an answer (409 conflicts are handled by the
+    read-modify-write helpers, which re-read)."""
     if isinstance(exc, ApiException):
-        return exc.status == 429 or (exc.status is not None and exc.status >= 500) or exc.status == 0
-    return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, socket.timeout, TimeoutError))
+        status = exc.status
+        if status == 429 or (status is not None and status >= 500):
+            return True
+        if status and 400 <= status < 500:
+            return False
+        # status 0/None: the client raised it for a transport problem
+        return _message_is_transient(f"{exc.reason} {exc.body}") or isinstance(
+            exc.__cause__ or exc.__context__, (urllib3.exceptions.HTTPError, ConnectionError, OSError))
+    if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, socket.timeout, TimeoutError)):
+        return True
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return _message_is_transient(str(exc)) or isinstance(exc, ConnectionError)
+    return _message_is_transient(str(exc))
 
 
-def retrying(attempts: int = 6, max_wait: float = 4.0):
-    """Decorator: retry a callable on transient API errors with exponential back-off."""
+def _retry_after(exc: BaseException | None) -> float | None:
+    """The Retry-After header of a 429/503 answer, in seconds."""
+    headers = getattr(exc, "headers", None) if isinstance(exc, ApiException) else None
+    if not headers:
+        return None
+    try:
+        value = headers.get("Retry-After")
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class _Wait(tenacity.wait.wait_base):
+    """Exponential back-off with jitter; at least what the server asked (Retry-After), capped."""
+
+    def __init__(self, initial: float, max_wait: float):
+        self._exp = tenacity.wait_exponential_jitter(multiplier=initial, max=max_wait, jitter=initial)
+        self._max = max_wait
+
+    def __call__(self, retry_state) -> float:
+        base = self._exp(retry_state)
+        outcome = retry_state.outcome
+        after = _retry_after(outcome.exception()) if outcome is not None and outcome.failed else None
+        return min(max(base, after or 0.0), self._max)
+
+
+def _log_retry(retry_state) -> None:
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    logging.getLogger(__name__).info("transient API error (try %d), retrying: %s",
+                                     retry_state.attempt_number, _short(exc))
+
+
+def _short(exc) -> str:
+    if isinstance(exc, ApiException):
+        return f"{exc.status} {exc.reason}"
+    return f"{exc.__class__.__name__}: {str(exc)[:200]}"
+
+
+def retrying(attempts: int = RETRY_ATTEMPTS, max_wait: float = RETRY_MAX_WAIT, deadline: float = RETRY_DEADLINE,
+             initial: float = 0.2):
+    """Decorator: retry a callable on transient API errors (`is_transient`), bounded in tries and
+    time, with exponential back-off and jitter (honouring Retry-After)."""
     return tenacity.retry(
         retry=tenacity.retry_if_exception(is_transient),
-        wait=tenacity.wait_exponential(multiplier=0.2, max=max_wait),
-        stop=tenacity.stop_after_attempt(attempts),
+        wait=_Wait(initial, max_wait),
+        stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(deadline),
+        before_sleep=_log_retry,
         reraise=True,
     )
 
 
+# Observers of API calls made through `call` (the safety journal uses them: what the run wrote and
+# created). An observer has `before(name, args, kwargs)` and `after(name, args, kwargs, result)`;
+# their errors are logged, never raised.
+_observers: list = []
+
+
+def add_observer(observer) -> None:
+    _observers.append(observer)
+
+
+def remove_observer(observer) -> None:
+    if observer in _observers:
+        _observers.remove(observer)
+
+
+def _notify(method: str, *a) -> None:
+    for o in list(_observers):
+        try:
+            getattr(o, method)(*a)
+        except Exception:  # noqa: BLE001 - an observer must not break the call it observes
+            logging.getLogger(__name__).exception("API call observer failed")
+
+
 def call(fn: Callable[..., T], *args, **kwargs) -> T:
-    """Call an API function, retrying transient errors."""
-    return retrying()(fn)(*args, **kwargs)
+    """Call an API function, retrying transient errors (see `retrying`)."""
+    name = getattr(fn, "__name__", "")
+    if _observers:
+        _notify("before", name, args, kwargs)
+    result = retrying()(fn)(*args, **kwargs)
+    if _observers:
+        _notify("after", name, args, kwargs, result)
+    return result
 
 
 def status_of(exc: BaseException) -> int | None:

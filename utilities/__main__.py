@@ -1,0 +1,172 @@
+"""Recovery commands for a cluster the suite ran on.
+
+    python -m utilities restore   --kubeconfig=PATH [--run-dir=DIR | --run-id=ID] [--force] [--break-lock]
+    python -m utilities leftovers --kubeconfig=PATH
+    python -m utilities sweep     --kubeconfig=PATH [--run-id=ID] [--dry-run]
+    python -m utilities unlock    --kubeconfig=PATH [--force]
+
+Exit statuses: README.md, "Exit statuses" (utilities/preflight.py).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from utilities import preflight, redact
+from utilities import snapshot as snapshots
+from utilities.leftovers import delete_leftovers, find_leftovers, summary
+from utilities.lock import ClusterLock, LockHeld, break_lock, read_lock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(preflight.EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m utilities", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(sp):
+        sp.add_argument("--kubeconfig", required=True, help="kubeconfig of the cluster")
+        sp.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+        sp.add_argument("-v", "--verbose", action="store_true")
+
+    r = sub.add_parser("restore", help="put back the Config a run snapshotted, delete what it created")
+    common(r)
+    r.add_argument("--run-dir", default=None, help="the run's report directory (default: reports/latest)")
+    r.add_argument("--run-id", default=None, help="the run's id: --reports-dir/<id>")
+    r.add_argument("--reports-dir", default=str(ROOT / "reports"))
+    r.add_argument("--force", action="store_true",
+                   help="restore even if someone else changed the Config since the run last knew it")
+    r.add_argument("--break-lock", action="store_true", help="take over a stale lock of another run")
+    r.add_argument("--timeout", type=float, default=300.0, help="how long to wait for the registry (s)")
+    r.add_argument("--no-wait", action="store_true", help="do not wait for the registry to settle")
+
+    lo = sub.add_parser("leftovers", help="list objects earlier runs left behind")
+    common(lo)
+
+    s = sub.add_parser("sweep", help="delete objects earlier runs left behind")
+    common(s)
+    s.add_argument("--run-id", default=None, help="only that run's objects")
+    s.add_argument("--dry-run", action="store_true")
+
+    u = sub.add_parser("unlock", help="break a stale cluster lock")
+    common(u)
+    u.add_argument("--force", action="store_true", help="break it even if it is not stale")
+    return p
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"error: {redact.redact(message)}", file=sys.stderr)
+    return code
+
+
+def _run_dir(args) -> Path:
+    if args.run_dir:
+        return Path(args.run_dir)
+    reports = Path(args.reports_dir)
+    return reports / args.run_id if args.run_id else reports / "latest"
+
+
+def cmd_restore(args, cluster) -> int:
+    run_dir = _run_dir(args).resolve()
+    try:
+        snap = snapshots.load_snapshot(run_dir)
+    except snapshots.SnapshotMissing as e:
+        return _fail(preflight.EXIT_NO_SNAPSHOT, f"{e}; give the run's directory with --run-dir=DIR "
+                     "(reports/<run-id>/ holds config-snapshot.json)")
+    run_id = snap.get("run_id") or run_dir.name
+    lock = ClusterLock(cluster, run_id, run_dir=run_dir)
+    try:
+        lock.acquire(break_stale=args.break_lock, take_over_run=True)
+    except LockHeld as e:
+        return _fail(preflight.EXIT_LOCKED, f"another run holds the cluster lock: {e.info.describe()}; wait for it, "
+                     "or if it is dead: --break-lock (once stale) or `python -m utilities unlock --force`")
+    try:
+        try:
+            result = snapshots.restore(cluster, run_dir, force=args.force, timeout=args.timeout,
+                                       wait=not args.no_wait)
+        except snapshots.RestoreRefused as e:
+            return _fail(preflight.EXIT_CHANGED, f"not restored: {e}; restore anyway with --force")
+    finally:
+        lock.release()
+        redact.redact_tree(run_dir, skip=[snapshots.SNAPSHOT_FILE, snapshots.JOURNAL_FILE,
+                                          "localcluster/localcluster-state"])
+    if result.problems:
+        return _fail(preflight.EXIT_NOT_RESTORED, "; ".join(result.problems))
+    what = "put back the original Config spec" if result.wrote else "the Config spec was already the original"
+    deleted = f"; deleted {', '.join(result.deleted)}" if result.deleted else ""
+    print(f"restored from {run_dir}: {what}{deleted}; the registry is back")
+    return 0
+
+
+def cmd_leftovers(args, cluster) -> int:
+    found = find_leftovers(cluster)
+    for lo in found:
+        print(lo)
+    info = read_lock(cluster)
+    if info is not None:
+        print(f"lock: {info.describe()}")
+    print(summary(found) if found else "no leftovers")
+    return 0
+
+
+def cmd_sweep(args, cluster) -> int:
+    info = read_lock(cluster)
+    live_run = info.run_id if info is not None and not info.stale else None
+    if args.run_id and live_run and args.run_id == live_run:
+        return _fail(preflight.EXIT_LOCKED, f"run {live_run} is running ({info.describe()}); not sweeping it")
+    found = find_leftovers(cluster, run_id=args.run_id, exclude_run=live_run)
+    if not found:
+        print("no leftovers")
+        return 0
+    if args.dry_run:
+        for lo in found:
+            print(f"would delete {lo}")
+        return 0
+    for d in delete_leftovers(cluster, found):
+        print(f"deleted {d}")
+    if live_run:
+        print(f"(kept the objects of the running run {live_run})")
+    return 0
+
+
+def cmd_unlock(args, cluster) -> int:
+    try:
+        info = break_lock(cluster, force=args.force)
+    except LockHeld as e:
+        return _fail(preflight.EXIT_LOCKED, f"the lock is live: {e.info.describe()}; not broken (use --force "
+                     "only if that run is dead)")
+    print("no lock" if info is None else f"lock broken: it was {info.describe()}")
+    return 0
+
+
+COMMANDS = {"restore": cmd_restore, "leftovers": cmd_leftovers, "sweep": cmd_sweep, "unlock": cmd_unlock}
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    redact.install()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    redact.register_kubeconfig(args.kubeconfig)
+    destructive = args.command != "leftovers"
+    try:
+        cluster = preflight.run(args.kubeconfig, args.context, destructive=destructive)
+    except preflight.PreflightError as e:
+        return _fail(e.code, e.message)
+    redact.register(cluster.token)
+    try:
+        return COMMANDS[args.command](args, cluster)
+    finally:
+        cluster.api_client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

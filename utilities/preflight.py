@@ -1,0 +1,193 @@
+"""Checks made before any change, each ending the run with ONE line (what is wrong, what to do) and
+its own exit status (README.md, "Exit statuses").
+
+    cluster = preflight.connect(kubeconfig, context)        # 9, 10 (and 9 on 401)
+    preflight.check_openshift(cluster)                      # 6
+    preflight.check_rights(cluster, destructive=True)       # 7
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import urllib3
+import yaml
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from utilities import kube
+from utilities.kube import CONFIG_GVR, REGISTRY_NAMESPACE, Cluster
+
+# Exit statuses. pytest's own: 0 passed, 1 tests failed, 2 interrupted, 3 internal error,
+# 4 usage error (an unknown option or a bad option value), 5 no tests collected.
+EXIT_USAGE = 4
+EXIT_NOT_OPENSHIFT = 6
+EXIT_FORBIDDEN = 7
+EXIT_LOCKED = 8
+EXIT_KUBECONFIG = 9
+EXIT_UNREACHABLE = 10
+EXIT_CHANGED = 11          # restore refused: someone else changed the Config since
+EXIT_NO_SNAPSHOT = 12      # restore: no snapshot to restore from
+EXIT_NOT_RESTORED = 13     # restore ran but the registry is not back as it was
+
+CONNECT_TIMEOUT = 5.0
+
+
+class PreflightError(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def connect(kubeconfig, context: str | None = None, **kwargs) -> Cluster:
+    """Load the kubeconfig and check the API answers and accepts the credentials."""
+    try:
+        with open(kubeconfig) as f:
+            doc = yaml.safe_load(f)
+        if not isinstance(doc, dict) or not doc.get("clusters"):
+            raise ValueError("it has no clusters")
+        cluster = kube.load_cluster(kubeconfig, context, **kwargs)
+    except (OSError, ValueError, yaml.YAMLError, ConfigException, KeyError, StopIteration, TypeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).splitlines() or [""])[0]
+        raise PreflightError(EXIT_KUBECONFIG, f"cannot use the kubeconfig {kubeconfig}"
+                             f"{' (context ' + context + ')' if context else ''}: {reason or e.__class__.__name__}; "
+                             "give a readable kubeconfig with --kubeconfig=PATH (and --context NAME)") from None
+    check_reachable(cluster)
+    return cluster
+
+
+def check_reachable(cluster: Cluster) -> None:
+    """GET /version, bounded (a few quick tries), then who am I (401 means bad credentials)."""
+    version = k8s.VersionApi(cluster.api_client)
+    try:
+        kube.retrying(attempts=3, deadline=CONNECT_TIMEOUT * 2, max_wait=1.0)(version.get_code)(
+            _request_timeout=CONNECT_TIMEOUT)
+    except ApiException as e:
+        if e.status in (401,):
+            raise PreflightError(EXIT_KUBECONFIG, f"the API server {cluster.server} rejected the credentials "
+                                 f"(401 Unauthorized); log in again (oc login) or give a kubeconfig "
+                                 "with a valid token") from None
+        if e.status and e.status < 500 and e.status != 429:
+            return      # /version forbidden is unusual but the server answers
+        raise PreflightError(EXIT_UNREACHABLE, f"the API server {cluster.server} does not work: "
+                             f"{e.status} {e.reason}; check the cluster and retry") from None
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise PreflightError(EXIT_UNREACHABLE, f"cannot reach the API server {cluster.server}: "
+                             f"{_reason(e)}; check the server address in the kubeconfig, the network "
+                             "and that the cluster is up") from None
+    try:
+        kube.call(cluster.custom.get_cluster_custom_object, "user.openshift.io", "v1", "users", "~")
+    except ApiException as e:
+        if e.status == 401:
+            raise PreflightError(EXIT_KUBECONFIG, f"the API server {cluster.server} rejected the credentials "
+                                 "(401 Unauthorized); log in again (oc login) or give a kubeconfig "
+                                 "with a valid token") from None
+
+
+def _reason(e) -> str:
+    inner = getattr(e, "reason", None) or e
+    text = str(inner)
+    for marker in ("Connection refused", "Name or service not known", "timed out", "No route to host",
+                   "CERTIFICATE_VERIFY_FAILED", "certificate verify failed"):
+        if marker.lower() in text.lower():
+            return marker
+    return text.splitlines()[0][:200] if text else e.__class__.__name__
+
+
+def check_openshift(cluster: Cluster) -> None:
+    """The image registry operator's API must be served."""
+    group, version, plural = CONFIG_GVR
+    try:
+        groups = kube.call(k8s.ApisApi(cluster.api_client).get_api_versions).groups or []
+    except ApiException as e:
+        if e.status == 403:
+            raise PreflightError(EXIT_FORBIDDEN, "the user may not read the API discovery (/apis, 403): "
+                                 "use a cluster-admin kubeconfig") from None
+        raise
+    served = {(g.name, v.version) for g in groups for v in (g.versions or [])}
+    if (group, version) not in served:
+        raise PreflightError(EXIT_NOT_OPENSHIFT, f"{cluster.server} is not an OpenShift cluster with the image "
+                             f"registry operator (no {group}/{version} API, so no {plural}); point "
+                             "--kubeconfig at an OpenShift cluster")
+
+
+@dataclasses.dataclass(frozen=True)
+class Right:
+    verb: str
+    resource: str
+    group: str = ""
+    namespace: str | None = None
+    subresource: str = ""
+
+    def __str__(self):
+        res = f"{self.resource}.{self.group}" if self.group else self.resource
+        if self.subresource:
+            res += f"/{self.subresource}"
+        return f"{self.verb} {res}" + (f" in {self.namespace}" if self.namespace else "")
+
+
+READ_RIGHTS = [
+    Right("get", "configs", "imageregistry.operator.openshift.io"),
+    Right("watch", "configs", "imageregistry.operator.openshift.io"),
+    Right("get", "clusteroperators", "config.openshift.io"),
+    Right("list", "deployments", "apps", REGISTRY_NAMESPACE),
+    Right("list", "pods", "", REGISTRY_NAMESPACE),
+    Right("list", "events", "", REGISTRY_NAMESPACE),
+    Right("get", "routes", "route.openshift.io", REGISTRY_NAMESPACE),
+    Right("get", "configmaps", "", "openshift-config-managed"),
+]
+WRITE_RIGHTS = [
+    Right("update", "configs", "imageregistry.operator.openshift.io"),
+    Right("patch", "configs", "imageregistry.operator.openshift.io"),
+    Right("create", "namespaces"),
+    Right("delete", "namespaces"),
+    Right("delete", "pods", "", REGISTRY_NAMESPACE),
+    Right("create", "leases", "coordination.k8s.io", REGISTRY_NAMESPACE),
+    Right("update", "leases", "coordination.k8s.io", REGISTRY_NAMESPACE),
+    Right("delete", "leases", "coordination.k8s.io", REGISTRY_NAMESPACE),
+]
+
+
+def missing_rights(cluster: Cluster, rights) -> list[Right]:
+    api = k8s.AuthorizationV1Api(cluster.api_client)
+    missing = []
+    for r in rights:
+        body = k8s.V1SelfSubjectAccessReview(spec=k8s.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=k8s.V1ResourceAttributes(verb=r.verb, resource=r.resource, group=r.group,
+                                                         namespace=r.namespace, subresource=r.subresource or None)))
+        review = kube.call(api.create_self_subject_access_review, body)
+        if not (review.status and review.status.allowed):
+            missing.append(r)
+    return missing
+
+
+def whoami(cluster: Cluster) -> str:
+    try:
+        user = kube.call(cluster.custom.get_cluster_custom_object, "user.openshift.io", "v1", "users", "~")
+        return (user.get("metadata") or {}).get("name") or "?"
+    except ApiException:
+        return "?"
+
+
+def check_rights(cluster: Cluster, *, destructive: bool) -> None:
+    rights = READ_RIGHTS + (WRITE_RIGHTS if destructive else [])
+    missing = missing_rights(cluster, rights)
+    if missing:
+        who = whoami(cluster)
+        shown = ", ".join(str(r) for r in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise PreflightError(EXIT_FORBIDDEN, f"user {who} is not allowed to {shown} (403); run as cluster-admin "
+                             f"(oc adm policy add-cluster-role-to-user cluster-admin {who}) or with another "
+                             "--context")
+
+
+def run(kubeconfig, context: str | None, *, destructive: bool, **kwargs) -> Cluster:
+    """All checks, in order; returns the connected Cluster or raises PreflightError."""
+    cluster = connect(kubeconfig, context, **kwargs)
+    try:
+        check_openshift(cluster)
+        check_rights(cluster, destructive=destructive)
+    except BaseException:
+        cluster.api_client.close()
+        raise
+    return cluster
