@@ -70,8 +70,18 @@ def _node(name: str, index: int, master: bool) -> dict:
                  "message": "kubelet is posting ready status", "lastHeartbeatTime": now,
                  "lastTransitionTime": now},
             ],
-            "nodeInfo": {"kubeletVersion": "v1.31.7", "operatingSystem": "linux", "architecture": "amd64",
-                         "osImage": "Red Hat Enterprise Linux CoreOS 418.94"},
+            "nodeInfo": {
+                "architecture": "amd64",
+                "bootID": f"6f0c1e2a-0b8e-4a52-9d0e-4c1b7a9e{index:04d}",
+                "containerRuntimeVersion": "cri-o://1.31.6-3.rhaos4.18.el9",
+                "kernelVersion": "5.14.0-427.65.1.el9_4.x86_64",
+                "kubeProxyVersion": "v1.31.7",
+                "kubeletVersion": "v1.31.7",
+                "machineID": f"4230{index:04d}6b1c5c51a1f40c0ad7e7e1{index:02d}",
+                "operatingSystem": "linux",
+                "osImage": "Red Hat Enterprise Linux CoreOS 418.94.202505061430-0",
+                "systemUUID": f"4230{index:04d}-6b1c-5c51-a1f4-0c0ad7e7e1{index:02d}",
+            },
         },
     }
 
