@@ -115,11 +115,11 @@ def _short(exc) -> str:
 
 
 def retrying(attempts: int = RETRY_ATTEMPTS, max_wait: float = RETRY_MAX_WAIT, deadline: float = RETRY_DEADLINE,
-             initial: float = 0.2):
-    """Decorator: retry a callable on transient API errors (`is_transient`), bounded in tries and
-    time, with exponential back-off and jitter (honouring Retry-After)."""
+             initial: float = 0.2, transient=None):
+    """Decorator: retry a callable on transient API errors (`is_transient`, or the given predicate),
+    bounded in tries and time, with exponential back-off and jitter (honouring Retry-After)."""
     return tenacity.retry(
-        retry=tenacity.retry_if_exception(is_transient),
+        retry=tenacity.retry_if_exception(transient or is_transient),
         wait=_Wait(initial, max_wait),
         stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(deadline),
         before_sleep=_log_retry,

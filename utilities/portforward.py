@@ -24,6 +24,7 @@ import threading
 
 from kubernetes import client as k8s
 from kubernetes.stream import portforward
+from utilities import kube
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,29 @@ def _pump(client: socket.socket, remote: socket.socket, stop: threading.Event) -
                 return
 
 
+def _handshake_transient(exc: BaseException, can_forward: bool) -> bool:
+    """A port-forward handshake worth trying again: a transient API answer; or the official client's
+    AttributeError, which is all it raises when the server refuses the WebSocket upgrade, whatever the
+    status, so it is retried only when the pod runs and the user may forward to it (the refusal was
+    then a transient one, a 5xx)."""
+    return kube.is_transient(exc) or (can_forward and isinstance(exc, AttributeError))
+
+
+def _can_forward(core_v1_api, namespace: str, pod: str) -> bool:
+    """The pod is Running with an IP, and the user may create pods/portforward in its namespace."""
+    try:
+        p = kube.call(core_v1_api.read_namespaced_pod, pod, namespace)
+        if p.status is None or p.status.phase != "Running" or not p.status.pod_ip:
+            return False
+        review = kube.call(k8s.AuthorizationV1Api(core_v1_api.api_client).create_self_subject_access_review,
+                           {"spec": {"resourceAttributes": {"namespace": namespace, "verb": "create",
+                                                            "resource": "pods", "subresource": "portforward",
+                                                            "name": pod}}})
+        return bool(review.status and review.status.allowed)
+    except kube.ApiException:
+        return False
+
+
 @contextlib.contextmanager
 def open_local_port(core_v1_api, namespace: str, pod: str, remote_port: int, host: str = "127.0.0.1"):
     """Context manager yielding ("127.0.0.1", local_port) that forwards to `pod`:`remote_port`."""
@@ -89,13 +113,19 @@ def open_local_port(core_v1_api, namespace: str, pod: str, remote_port: int, hos
     open_clients: set[socket.socket] = set()
     guard = threading.Lock()
 
+    can_forward = _can_forward(core_v1_api, namespace, pod)
+
+    @kube.retrying(attempts=6, deadline=30, transient=lambda e: _handshake_transient(e, can_forward))
+    def open_forward():
+        with open_lock:
+            return portforward(pf_api.connect_get_namespaced_pod_portforward, pod, namespace,
+                               ports=str(remote_port))
+
     def relay(client: socket.socket) -> None:
         pf = None
         try:
             try:
-                with open_lock:
-                    pf = portforward(pf_api.connect_get_namespaced_pod_portforward, pod, namespace,
-                                     ports=str(remote_port))
+                pf = open_forward()
             except Exception as e:  # noqa: BLE001 - ApiException, or AttributeError on a refused handshake
                 msg = f"port-forward to {namespace}/{pod}:{remote_port} failed: {getattr(e, 'reason', None) or e}"
                 log.warning("%s", msg)
