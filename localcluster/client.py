@@ -106,6 +106,15 @@ class KubeClient:
     async def get(self, p) -> dict:
         return await self._request("GET", p)
 
+    async def get_or_none(self, p) -> dict | None:
+        """The object, or None when it does not exist (404)."""
+        try:
+            return await self.get(p)
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+
     async def list(self, p, label_selector=None, field_selector=None) -> dict:
         return await self._request("GET", p, params={"labelSelector": label_selector,
                                                      "fieldSelector": field_selector})
@@ -126,6 +135,15 @@ class KubeClient:
         if propagation_policy is not None:
             opts["propagationPolicy"] = propagation_policy
         return await self._request("DELETE", p, opts)
+
+    async def delete_if_exists(self, p, grace_period_seconds=None, propagation_policy=None) -> dict | None:
+        """Delete; an object already gone (404) is not an error."""
+        try:
+            return await self.delete(p, grace_period_seconds, propagation_policy)
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            return None
 
     async def watch(self, p, resource_version=None, label_selector=None, timeout_seconds=None,
                     field_selector=None):

@@ -474,19 +474,10 @@ class ObjectBucketProvisioner:
                 self.enqueue(obc["metadata"]["namespace"], obc["metadata"]["name"])
 
     async def _get(self, p: str) -> Optional[dict]:
-        try:
-            return await self.client.get(p)
-        except ApiError as e:
-            if e.status == 404:
-                return None
-            raise
+        return await self.client.get_or_none(p)
 
     async def _delete(self, p: str) -> None:
-        try:
-            await self.client.delete(p)
-        except ApiError as e:
-            if e.status != 404:
-                raise
+        await self.client.delete_if_exists(p)
 
     async def _blocking(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)

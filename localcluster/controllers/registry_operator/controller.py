@@ -128,19 +128,10 @@ class ImageRegistryOperator:
         return dict((cm or {}).get("data") or {})
 
     async def _get(self, p: str) -> Optional[dict]:
-        try:
-            return await self.client.get(p)
-        except ApiError as e:
-            if e.status == 404:
-                return None
-            raise
+        return await self.client.get_or_none(p)
 
     async def _delete(self, p: str) -> None:
-        try:
-            await self.client.delete(p, grace_period_seconds=0, propagation_policy="Foreground")
-        except ApiError as e:
-            if e.status != 404:
-                raise
+        await self.client.delete_if_exists(p, grace_period_seconds=0, propagation_policy="Foreground")
 
     async def ensure(self, desired: dict) -> dict:
         """Create `desired` or revert the existing object to it."""
