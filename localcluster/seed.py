@@ -227,6 +227,22 @@ async def seed(client, settings: S.Settings, ingress_ca: CertificateAuthority, a
                      "annotations": {"include.release.openshift.io/self-managed-high-availability": "true"}},
         "spec": {},
     })
+    # The image pruner controller keeps its own object; this is its steady state on a new cluster
+    # (the operator folds its conditions into the ClusterOperator as ImagePruner*).
+    await _create(client, path("imageregistry.operator.openshift.io/v1", "imagepruners"), {
+        "apiVersion": "imageregistry.operator.openshift.io/v1", "kind": "ImagePruner",
+        "metadata": {"name": "cluster"},
+        "spec": {"schedule": "", "suspend": False, "keepTagRevisions": 3, "successfulJobsHistoryLimit": 3,
+                 "failedJobsHistoryLimit": 3, "ignoreInvalidImageReferences": True, "logLevel": "Normal"},
+    }, {"observedGeneration": 1, "conditions": [
+        {"type": "Available", "status": "True", "lastTransitionTime": _now(), "reason": "AsExpected",
+         "message": "Pruner CronJob has been created"},
+        {"type": "Scheduled", "status": "True", "lastTransitionTime": _now(), "reason": "Scheduled",
+         "message": "The pruner job has been scheduled"},
+        {"type": "Failed", "status": "False", "lastTransitionTime": _now(), "reason": "Complete",
+         "message": "Pruner completed successfully"},
+        {"type": "Degraded", "status": "False", "lastTransitionTime": _now(), "reason": "AsExpected"},
+    ]})
     # The knob through which selftests make the local cluster misbehave on purpose (empty: healthy).
     await _create(client, path("v1", "configmaps", S.FAULTS_NAMESPACE), {
         "apiVersion": "v1", "kind": "ConfigMap",

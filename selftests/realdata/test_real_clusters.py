@@ -105,7 +105,16 @@ def local_emptydir_config(tmp_path_factory):
             conds = {x["type"]: x for x in (c or {}).get("status", {}).get("conditions") or []}
             return c if conds.get("Available", {}).get("reason") == "Ready" and \
                 conds.get("Progressing", {}).get("status") == "False" else None
-        yield wait_until(ready, timeout=60, what="a healthy emptyDir registry")
+        cfg = wait_until(ready, timeout=60, what="a healthy emptyDir registry")
+        co_gvr = ("config.openshift.io", "v1", "clusteroperators", "image-registry")
+
+        def co_settled():
+            co = _get(api, co_gvr)
+            conds = {x["type"]: x for x in (co or {}).get("status", {}).get("conditions") or []}
+            state = tuple(conds.get(t, {}).get("status") for t in ("Available", "Progressing", "Degraded"))
+            return co if state == ("True", "False", "False") else None
+        cfg["_clusteroperator"] = wait_until(co_settled, timeout=30, what="the ClusterOperator to settle")
+        yield cfg
     finally:
         lc.stop()
 
@@ -135,3 +144,23 @@ def test_local_emptydir_config_matches_a_real_vsphere_cluster(local_emptydir_con
     assert {"Available", "Progressing", "Degraded", "Removed", "StorageExists", "NodeCADaemonAvailable"} <= shared
     assert {t: ours_c[t] for t in shared} == {t: real_c[t] for t in shared}
     assert set(real_c) - set(ours_c) == NOT_EMULATED
+
+
+def test_local_clusteroperator_matches_a_real_vsphere_cluster(local_emptydir_config, tmp_path_factory):
+    """The ClusterOperator image-registry of a healthy emptyDir registry, against the real vSphere
+    cluster's: Available and Degraded whole (status, reason, message), Progressing's status and reason
+    (its message has a NodeCADaemonProgressing line since 4.22 that 4.8 did not have)."""
+    mg = _must_gather("vsphere")
+    real = _docs(mg / "cluster-scoped-resources/config.openshift.io/clusteroperators/image-registry.yaml")[0]
+    ours = local_emptydir_config["_clusteroperator"]
+
+    def view(co):
+        return {c["type"]: (c["status"], c.get("reason") or "", c.get("message") or "")
+                for c in co["status"]["conditions"]}
+    real_c, ours_c = view(real), view(ours)
+    assert ours_c["Available"] == real_c["Available"]
+    assert ours_c["Degraded"] == real_c["Degraded"]
+    assert ours_c["Progressing"][:2] == real_c["Progressing"][:2]
+    assert real_c["Progressing"][2] in ours_c["Progressing"][2]
+    assert {(o["resource"], o["name"]) for o in real["status"]["relatedObjects"]} <= \
+        {(o["resource"], o["name"]) for o in ours["status"]["relatedObjects"]}
