@@ -366,3 +366,24 @@ def test_unmanaged_touches_nothing(cluster):
     cluster.patch(CONFIG, {"spec": {"replicas": 4}})
     time.sleep(0.5)
     assert cluster.get(DEPLOY)["spec"]["replicas"] == 1
+
+
+def test_missing_trusted_ca_degrades_the_certificates_controller(cluster):
+    """operator-facts.md §5.2: a trustedCA config map that does not exist makes
+    ImageRegistryCertificatesControllerDegraded True at once, and the ClusterOperator Degraded with
+    reason ImageRegistryCertificatesControllerError."""
+    _manage(cluster, {"s3": {"bucket": "b", "region": "us-east-1", "regionEndpoint": "https://s3.example.test",
+                             "trustedCA": {"name": "no-such-ca"}}})
+    cond = cluster.wait(lambda: (c := cluster.conditions().get("ImageRegistryCertificatesControllerDegraded"))
+                        and c[0] == "True" and c, what="certificates controller degraded")
+    assert cond[1:] == ("Error", 'image-registry-certificates: failed to get trusted CA "no-such-ca": '
+                                 'configmap "no-such-ca" not found')
+    co = cluster.wait(lambda: (c := cluster.conditions(CO).get("Degraded")) and c[0] == "True" and c,
+                      what="ClusterOperator Degraded")
+    assert "ImageRegistryCertificatesControllerError" in co[1]
+    # With the config map in place the condition clears.
+    cluster.call(cluster.client.create(path("v1", "configmaps", "openshift-config"), {
+        "metadata": {"name": "no-such-ca", "namespace": "openshift-config"}, "data": {"ca-bundle.crt": "x"}}))
+    cluster.patch(CONFIG, {"spec": {"logLevel": "Debug"}})     # a change, so the operator syncs again
+    cluster.wait(lambda: cluster.conditions()["ImageRegistryCertificatesControllerDegraded"][:2]
+                 == ("False", "AsExpected"), what="certificates controller no longer degraded")

@@ -171,6 +171,12 @@ def _route_not_admitted(routes) -> Optional[str]:
     return None
 
 
+# Conditions of the operator's other controllers, seen on real clusters (e.g. the vSphere 4.8
+# must-gather in ../shared/realdata): False / AsExpected while they meet no error.
+OTHER_CONTROLLERS_DEGRADED = ("ImageConfigControllerDegraded", "ImageRegistryCertificatesControllerDegraded",
+                              "NodeCADaemonControllerDegraded")
+
+
 def node_ca_conditions(daemonset: Optional[dict]) -> list:
     """[(type, status, reason, message)] for the node-ca DaemonSet."""
     if daemonset is None:

@@ -14,8 +14,10 @@ from localcluster.client import ApiError, Informer, KubeClient, path
 
 from . import consts as C
 from .bootstrap import bootstrap_config, platform_storage
+from . import s3
 from .conditions import (RELATED_OBJECTS, cluster_operator_conditions, config_conditions,
-                         degraded_due_at, get_condition, node_ca_conditions, set_condition)
+                         degraded_due_at, get_condition, node_ca_conditions, set_condition,
+                         OTHER_CONTROLLERS_DEGRADED)
 from .errors import SyncError
 from .resources import (apply_defaults, certificates_configmap, checksum, deployment, json_merge_patch,
                         needs_update, node_ca_daemonset, pdb, private_config_secret, route_hosts, routes,
@@ -126,6 +128,17 @@ class ImageRegistryOperator:
     def faults(self) -> dict:
         cm = self._faults_informer.get(S.FAULTS_NAMESPACE, S.FAULTS_CONFIGMAP) if self._faults_informer else None
         return dict((cm or {}).get("data") or {})
+
+    async def _trusted_ca_error(self, cr: dict) -> Optional[str]:
+        name = ((((cr.get("spec") or {}).get("storage") or {}).get("s3") or {}).get("trustedCA") or {}).get("name")
+        if not name:
+            return None
+        cm = await self._get(path("v1", "configmaps", "openshift-config", name))
+        if cm is None:
+            return s3.trusted_ca_not_found(name)
+        if "ca-bundle.crt" not in (cm.get("data") or {}):
+            return s3.trusted_ca_missing_key(name)
+        return None
 
     async def _get(self, p: str) -> Optional[dict]:
         return await self.client.get_or_none(p)
@@ -239,6 +252,16 @@ class ImageRegistryOperator:
             ds = await self.ensure_node_ca()
             for t, st, reason, msg in node_ca_conditions(ds):
                 set_condition(cr["status"]["conditions"], t, st, reason, msg)
+        # The operator's other controllers (image config, registry certificates, node-ca) each report
+        # their own Degraded condition; they meet no error here.
+        for t in OTHER_CONTROLLERS_DEGRADED:
+            set_condition(cr["status"]["conditions"], t, "False", "AsExpected", "")
+        # ...except the certificates controller when the S3 trustedCA config map is missing
+        # (operator-facts.md §5.2): Degraded at once, no grace period.
+        ca_error = await self._trusted_ca_error(cr)
+        if ca_error:
+            set_condition(cr["status"]["conditions"], "ImageRegistryCertificatesControllerDegraded", "True",
+                          "Error", f"image-registry-certificates: {ca_error}")
         cr["status"]["readyReplicas"] = int(((deploy or {}).get("status") or {}).get("readyReplicas") or 0)
         cr["status"].setdefault("storage", {})
         cr["status"].setdefault("storageManaged", False)
