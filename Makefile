@@ -1,5 +1,6 @@
 # Registry conformance suite. `make validate`: the suite on the local cluster; `make test`: the selftests.
 # Both set up what is missing first (docker-registry from Debian, the .venv) and are quick when it is there.
+# A real cluster: make validate CLUSTER_KUBECONFIG=~/.kube/config [CLUSTER_CONTEXT=name] [ALLOW_DESTRUCTIVE=yes]
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -7,11 +8,18 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REGISTRY_BIN := /usr/bin/docker-registry
 PYTEST_ARGS ?=
+CLUSTER_KUBECONFIG ?=
+CLUSTER_CONTEXT ?=
+ALLOW_DESTRUCTIVE ?=
+# Path options are passed as --opt=VALUE: pytest would otherwise take the path for a test path.
+CLUSTER_ARGS := $(if $(CLUSTER_KUBECONFIG),--kubeconfig=$(abspath $(CLUSTER_KUBECONFIG))) \
+	$(if $(CLUSTER_CONTEXT),--context=$(CLUSTER_CONTEXT)) \
+	$(if $(filter yes true 1,$(ALLOW_DESTRUCTIVE)),--allow-destructive)
 
 .PHONY: validate test setup
 
 validate: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(strip $(CLUSTER_ARGS)) $(PYTEST_ARGS)
 
 test: setup
 	$(PY) -m pytest selftests $(PYTEST_ARGS)
