@@ -222,7 +222,10 @@ class Scheduler(Controller):
         spec = pod.get("spec") or {}
         assigned = self._assigned_pods()
         nodes_by_name = {n["metadata"]["name"]: n for n in nodes}
-        spread = self._spread_filter(pod, nodes, assigned)
+        # Fault knob: a scheduler that ignores spread constraints and anti-affinity, and packs the
+        # pods of one owner onto one node.
+        pack = self.faults.enabled("scheduler.ignoreSpread")
+        spread = {} if pack else self._spread_filter(pod, nodes, assigned)
         reasons: dict[str, tuple[str, bool]] = {}
         feasible = []
         for node in nodes:
@@ -240,7 +243,7 @@ class Scheduler(Controller):
             if spread.get(name):
                 reasons[name] = spread[name]
                 continue
-            anti = self._anti_affinity_fails(pod, node, nodes_by_name, assigned)
+            anti = None if pack else self._anti_affinity_fails(pod, node, nodes_by_name, assigned)
             if anti:
                 reasons[name] = (anti, True)
                 continue
@@ -256,7 +259,7 @@ class Scheduler(Controller):
             pref = controller_ref(p)
             if ref and pref and pref.get("uid") == ref.get("uid"):
                 same_owner[node_name] += 1
-        feasible.sort(key=lambda n: (same_owner[n], all_pods[n], n))
+        feasible.sort(key=lambda n: (-same_owner[n] if pack else same_owner[n], all_pods[n], n))
         return feasible[0], None
 
     # -- sync

@@ -52,6 +52,12 @@ ODF_CASES = [
     Case("operator.skipPVCChecks-recreate", {"operator.skipPVCChecks": "true"}, [REFUSALS, "-k", "without_recreate"],
          "test_rwo_without_recreate_is_refused",
          ["did not report", "cannot use ReadWriteOnce access mode with RollingUpdate rollout strategy"]),
+    Case("scheduler.ignoreSpread", {"scheduler.ignoreSpread": "true"},
+         [BACKENDS, "--backend", "cephfs", "-k", "ready_replicas"],
+         "test_ready_replicas_equal_spec_replicas[cephfs]", ["2 replicas are not spread over 2 nodes"]),
+    Case("operator.acceptSeveralStorageTypes", {"operator.acceptSeveralStorageTypes": "true"},
+         [REFUSALS, "-k", "two_storage_types"], "test_two_storage_types_are_refused",
+         ["exactly one storage type should be configured at the same time"]),
     Case("provisioner.fail", {"provisioner.fail": "true"}, [BACKENDS, "--backend", "block", "-k", "claim"],
          "test_claim[block]", ["registry rollout cannot succeed", "ProvisioningFailed", "image-registry-storage"]),
 ]

@@ -38,6 +38,7 @@ NODE_CA_IMAGE = _s.PAUSE_IMAGE
 # Fault knobs read from configmap localcluster-system/localcluster-faults.
 FAULT_MUTATE_SPEC = "operator.mutateSpec"
 FAULT_SKIP_PVC_CHECKS = "operator.skipPVCChecks"
+FAULT_ACCEPT_SEVERAL_STORAGE_TYPES = "operator.acceptSeveralStorageTypes"
 
 # Config storage members in the order the real NewDriver checks them, with their driver names.
 STORAGE_TYPES = (

@@ -196,12 +196,14 @@ class ImageRegistryOperator:
         async def get_configmap(namespace, name):
             return await self._get(path("v1", "configmaps", namespace, name))
 
-        skip = self.faults().get(C.FAULT_SKIP_PVC_CHECKS, "").strip().lower() == "true"
+        faults = self.faults()
+        skip = faults.get(C.FAULT_SKIP_PVC_CHECKS, "").strip().lower() == "true"
+        several = faults.get(C.FAULT_ACCEPT_SEVERAL_STORAGE_TYPES, "").strip().lower() == "true"
         # S3 driver inputs: secrets/configmaps, the infrastructure, the cluster network proxy.
         extra = {"get_secret": get_secret, "get_configmap": get_configmap, "infra": self._infra,
                  "proxy_url": getattr(self.settings, "netproxy_url", ""), "state_dir": self.settings.state_dir}
         return StorageContext(get_pvc=get_pvc, create_pvc=create_pvc, delete_pvc=delete_pvc,
-                              skip_pvc_checks=skip, extra=extra)
+                              skip_pvc_checks=skip, accept_several_storage_types=several, extra=extra)
 
     # --- sync -------------------------------------------------------------------------------------
 

@@ -19,12 +19,13 @@ def configured_types(storage: dict) -> list[tuple[str, str]]:
     return [(k, n) for k, n in C.STORAGE_TYPES if storage.get(k) is not None]
 
 
-def select_storage_type(storage: dict) -> str:
-    """The one configured member, or raise (not configured: permanent; several: transient)."""
+def select_storage_type(storage: dict, accept_several: bool = False) -> str:
+    """The one configured member, or raise (not configured: permanent; several: transient).
+    `accept_several` (a fault knob) takes the first instead, as a broken operator would."""
     found = configured_types(storage)
     if not found:
         raise storage_not_configured()
-    if len(found) > 1:
+    if len(found) > 1 and not accept_several:
         names = " ".join(n for _, n in found)
         raise SyncError(f"exactly one storage type should be configured at the same time, "
                         f"got {len(found)}: [{names}]")
@@ -73,11 +74,12 @@ def check_pvc(pvc: dict, claim: str, replicas: int, rollout_strategy: str) -> Op
 @dataclass
 class StorageContext:
     """What a driver may use. `get_pvc(name)` -> dict|None, `create_pvc(body)`, `delete_pvc(name)` are
-    coroutines; `skip_pvc_checks` is the fault knob."""
+    coroutines; `skip_pvc_checks` and `accept_several_storage_types` are fault knobs."""
     get_pvc: Callable[[str], Any]
     create_pvc: Callable[[dict], Any]
     delete_pvc: Callable[[str], Any]
     skip_pvc_checks: bool = False
+    accept_several_storage_types: bool = False     # fault knob operator.acceptSeveralStorageTypes
     extra: dict = field(default_factory=dict)   # for later drivers (S3: secrets, configmaps, clients)
 
 
@@ -246,8 +248,8 @@ class UnsupportedDriver(Driver):
 DRIVERS: dict[str, type] = {"emptyDir": EmptyDirDriver, "pvc": PVCDriver}
 
 
-def new_driver(storage: dict) -> Driver:
-    key = select_storage_type(storage)
+def new_driver(storage: dict, accept_several: bool = False) -> Driver:
+    key = select_storage_type(storage, accept_several)
     cls = DRIVERS.get(key)
     if cls is None:
         return UnsupportedDriver(key, dict(C.STORAGE_TYPES)[key])
@@ -268,7 +270,7 @@ async def sync_storage(cr: dict, ctx: StorageContext, platform_storage: Callable
     spec.setdefault("storage", {})
     try:
         try:
-            driver = new_driver(spec["storage"])
+            driver = new_driver(spec["storage"], ctx.accept_several_storage_types)
         except PermanentError:
             spec["storage"] = platform_storage()
             driver = new_driver(spec["storage"])   # still not configured on vSphere: raises again
