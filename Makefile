@@ -29,6 +29,9 @@ setup: $(REGISTRY_BIN) $(VENV)/.installed
 $(REGISTRY_BIN):
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y docker-registry
+	@# Debian's package may start its own service on :5000 (all interfaces, htpasswd): the suite runs
+	@# its own registry processes, so stop it where a service manager started it.
+	-$(SUDO) systemctl disable --now docker-registry >/dev/null 2>&1 || true
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
