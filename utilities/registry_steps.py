@@ -179,19 +179,20 @@ def restart_registry_pods(cluster: Cluster, timeout: float) -> None:
     waits.wait_for_pods_replaced(cluster, old, timeout)
 
 
-def spec_diff(expected, actual, path: str = "spec") -> list[str]:
-    """Field-by-field differences: ["spec.x: expected 1, found 2", ...]."""
+def spec_diff(expected, actual, path: str = "spec", labels=("expected", "found")) -> list[str]:
+    """Field-by-field differences: ["spec.x: expected 1, found 2", ...] (`labels` renames the two sides)."""
+    a, b = labels
     if isinstance(expected, dict) and isinstance(actual, dict):
         out = []
         for k in sorted(set(expected) | set(actual), key=str):
             if k not in actual:
-                out.append(f"{path}.{k}: expected {expected[k]!r}, missing")
+                out.append(f"{path}.{k}: {a} {expected[k]!r}, missing")
             elif k not in expected:
-                out.append(f"{path}.{k}: not expected, found {actual[k]!r}")
+                out.append(f"{path}.{k}: not {a}, {b} {actual[k]!r}")
             else:
-                out += spec_diff(expected[k], actual[k], f"{path}.{k}")
+                out += spec_diff(expected[k], actual[k], f"{path}.{k}", labels)
         return out
-    return [] if expected == actual else [f"{path}: expected {expected!r}, found {actual!r}"]
+    return [] if expected == actual else [f"{path}: {a} {expected!r}, {b} {actual!r}"]
 
 
 # ---------------------------------------------------------------------------------------------

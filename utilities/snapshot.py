@@ -30,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 
 from utilities import kube
 from utilities.kube import CONFIG_GVR, CONFIG_NAME, Cluster
+from utilities.registry_steps import spec_diff  # noqa: F401  (also used as snapshots.spec_diff)
 
 log = logging.getLogger(__name__)
 
@@ -259,19 +260,6 @@ def equivalent(known: dict, current: dict) -> bool:
     return _storage_equivalent(known.get("storage") or {}, current.get("storage") or {})
 
 
-def spec_diff(expected, actual, path: str = "spec", labels=("expected", "found")) -> list[str]:
-    a, b = labels
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        out = []
-        for k in sorted(set(expected) | set(actual), key=str):
-            if k not in actual:
-                out.append(f"{path}.{k}: {a} {expected[k]!r}, missing")
-            elif k not in expected:
-                out.append(f"{path}.{k}: not {a}, {b} {actual[k]!r}")
-            else:
-                out += spec_diff(expected[k], actual[k], f"{path}.{k}", labels)
-        return out
-    return [] if expected == actual else [f"{path}: {a} {expected!r}, {b} {actual!r}"]
 
 
 # --- restore ----------------------------------------------------------------------------------------

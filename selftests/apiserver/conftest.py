@@ -14,7 +14,6 @@ from kubernetes import config as k8s_config
 
 from localcluster.pki import CertificateAuthority
 from localcluster.settings import Settings
-from selftests.support import LoopThread
 
 
 class Cluster:
@@ -41,13 +40,6 @@ def write_kubeconfig(path, url, ca_pem, users):
                      for u in users],
     }
     path.write_text(yaml.safe_dump(doc))
-
-
-@pytest.fixture(scope="session")
-def loop_thread():
-    lt = LoopThread()
-    yield lt
-    lt.close()
 
 
 @pytest.fixture(scope="session")

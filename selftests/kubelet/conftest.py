@@ -1,1 +1,1 @@
-from selftests.kubelet.kubelet_support import api, cluster, loop_thread  # noqa: F401  (fixtures)
+from selftests.kubelet.kubelet_support import api, cluster  # noqa: F401  (fixtures)

@@ -43,13 +43,6 @@ def registry_pids_under(state_dir: Path) -> list[int]:
 
 
 @pytest.fixture(scope="session")
-def loop_thread():
-    lt = LoopThread()
-    yield lt
-    lt.close()
-
-
-@pytest.fixture(scope="session")
 def api(loop_thread, tmp_path_factory):
     from localcluster.apiserver import APIServer
     from localcluster.apiserver.auth import default_users

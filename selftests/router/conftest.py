@@ -1,1 +1,1 @@
-from selftests.kubelet.kubelet_support import api, loop_thread  # noqa: F401  (fixtures)
+from selftests.kubelet.kubelet_support import api  # noqa: F401  (fixtures)
