@@ -6,6 +6,7 @@ SIGTERM or Ctrl-C stops every process the cluster started and removes both files
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import logging
 import os
@@ -59,21 +60,9 @@ def _parser() -> argparse.ArgumentParser:
 async def _serve(args) -> int:
     from localcluster.cluster import LocalCluster
 
-    settings = Settings.from_env(
-        state_dir=args.state_dir,
-        vsan_file_services=args.vsan_file_services,
-        degraded_grace_seconds=args.degraded_grace_seconds,
-        provision_delay=args.provision_delay,
-        pod_start_delay=args.pod_start_delay,
-        router_port=args.router_port,
-        api_port=args.api_port,
-        odf=args.odf,
-        api_error_rate=args.api_error_rate,
-        api_latency=args.api_latency,
-        api_watch_drop_rate=args.api_watch_drop_rate,
-        api_conflict_rate=args.api_conflict_rate,
-        api_chaos_seed=args.api_chaos_seed,
-    )
+    # Every serve flag is named after the Settings field it sets (None: not given, keep the default).
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    settings = Settings.from_env(**{k: v for k, v in vars(args).items() if k in fields})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
