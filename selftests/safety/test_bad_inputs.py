@@ -8,7 +8,8 @@ import yaml
 from localcluster.apiserver.resources import RESOURCES, Registry
 from localcluster.pki import CertificateAuthority
 from localcluster.settings import Settings
-from selftests.apiserver.conftest import LoopThread, write_kubeconfig
+from selftests.apiserver.conftest import write_kubeconfig
+from selftests.support import LoopThread
 from utilities import preflight
 from utilities.leftovers import find_leftovers
 from utilities.lock import read_lock
