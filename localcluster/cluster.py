@@ -50,7 +50,11 @@ class LocalCluster:
         api_cert, api_key = self.api_ca.issue(
             "kube-apiserver", dns_names=["localhost", "kubernetes.default.svc"], ip_addresses=["127.0.0.1"])
         self.users = default_users()
-        self.api = APIServer(s, api_cert, api_key, self.users, host="127.0.0.1", port=s.api_port)
+        # Client certificates as the installer's auth/kubeconfig has: system:admin in system:masters.
+        self.client_ca = CertificateAuthority.create("admin-kubeconfig-signer")
+        self.admin_cert = self.client_ca.issue("system:admin", client=True, organizations=["system:masters"])
+        self.api = APIServer(s, api_cert, api_key, self.users, host="127.0.0.1", port=s.api_port,
+                             client_ca_pem=self.client_ca.cert_pem)
         await self.api.start()
         log.info("API server at %s", self.api.url)
 
@@ -126,13 +130,19 @@ class LocalCluster:
     def kubeconfig(self) -> dict:
         ca = base64.b64encode(self.api_ca.cert_pem).decode()
         contexts = {"admin": "kube:admin", "nobody": "nobody", "puller": "puller"}
+        users = [{"name": ctx, "user": {"token": self.user(user).token}} for ctx, user in contexts.items()]
+        # As the installer's auth/kubeconfig: a client certificate, no token.
+        cert_pem, key_pem = self.admin_cert
+        users.append({"name": "system:admin", "user": {"client-certificate-data": base64.b64encode(cert_pem).decode(),
+                                                        "client-key-data": base64.b64encode(key_pem).decode()}})
         return {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "localcluster", "cluster": {
                 "server": self.api.url, "certificate-authority-data": ca}}],
-            "users": [{"name": ctx, "user": {"token": self.user(user).token}} for ctx, user in contexts.items()],
-            "contexts": [{"name": ctx, "context": {"cluster": "localcluster", "user": ctx}} for ctx in contexts],
+            "users": users,
+            "contexts": [{"name": u["name"], "context": {"cluster": "localcluster", "user": u["name"]}}
+                         for u in users],
             "current-context": "admin",
         }
 

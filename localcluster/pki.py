@@ -64,15 +64,17 @@ class CertificateAuthority:
         return _key_pem(self.key)
 
     def issue(self, common_name: str, dns_names=(), ip_addresses=(), days: int = 365,
-              client: bool = False) -> tuple[bytes, bytes]:
-        """A leaf certificate for a server (or a client); returns (cert_pem, key_pem)."""
+              client: bool = False, organizations=()) -> tuple[bytes, bytes]:
+        """A leaf certificate for a server (or a client: `organizations` are kube's groups); returns
+        (cert_pem, key_pem)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
         sans = [x509.DNSName(d) for d in dns_names]
         sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+                                    + [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())

@@ -78,7 +78,7 @@ RESOURCES: list[ResourceType] = [
        create_status={"phase": "Pending"}),
     _r("", "v1", "Node", "nodes", False, ("status",), ("no",), create_status="keep"),
     _r("", "v1", "Event", "events", True, (), ("ev",)),
-    _r("", "v1", "ServiceAccount", "serviceaccounts", True, (), ("sa",)),
+    _r("", "v1", "ServiceAccount", "serviceaccounts", True, ("token",), ("sa",)),
     # apps/v1
     _r("apps", "v1", "Deployment", "deployments", True, ("status", "scale"), ("deploy",),
        categories=("all",)),
@@ -116,6 +116,11 @@ RESOURCES: list[ResourceType] = [
     _r("objectbucket.io", "v1alpha1", "ObjectBucketClaim", "objectbucketclaims", True, ("status",), ("obc",),
        **_CRD),
     _r("objectbucket.io", "v1alpha1", "ObjectBucket", "objectbuckets", False, ("status",), ("ob",), **_CRD),
+    # RBAC (roles and bindings; the API server authorizes with them, localcluster/apiserver/rbac.py)
+    _r("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
+    _r("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
+    _r("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
+    _r("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False),
     # authorization
     _r("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False,
        verbs=("create",)),
@@ -126,6 +131,7 @@ SUBRESOURCE_KINDS = {
     "scale": ("autoscaling", "v1", "Scale"),
     "finalize": ("", "v1", "Namespace"),
     "portforward": ("", "v1", "PodPortForwardOptions"),
+    "token": ("authentication.k8s.io", "v1", "TokenRequest"),
 }
 # Subresources that are connections (WebSocket upgrades), not stored state: the verbs discovery lists.
 CONNECT_SUBRESOURCES = {"portforward": ("create", "get")}

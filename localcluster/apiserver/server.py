@@ -16,6 +16,9 @@ from aiohttp import web
 
 from . import errors, portforward
 from .auth import User
+from .rbac import (BOOTSTRAP_CLUSTER_ROLE_BINDINGS, BOOTSTRAP_CLUSTER_ROLES, DEFAULT_TOKEN_SECONDS,
+                   MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS, RBAC, RBAC_GROUP, ServiceAccountTokens,
+                   certificate_user)
 from .chaos import CHAOS_PATH, COMPONENT_HEADER, Chaos
 from .errors import APIError
 from .patch import json_patch, merge_patch, strategic_merge
@@ -108,7 +111,7 @@ class APIServer:
     """A kube-apiserver stand-in. `await start()`, then `.url`; `await stop()`."""
 
     def __init__(self, settings, cert_pem: bytes, key_pem: bytes, users, host: str = "127.0.0.1",
-                 port: int = 0, history_size: int = 10000):
+                 port: int = 0, history_size: int = 10000, client_ca_pem: bytes | None = None):
         self.settings = settings
         self.cert_pem = cert_pem
         self.key_pem = key_pem
@@ -118,6 +121,12 @@ class APIServer:
         self.port = port
         self.registry = Registry()
         self.store = Store(history_size)
+        # Client certificates signed by this CA authenticate (CN = user, O = groups); RBAC objects and
+        # ServiceAccount tokens (TokenRequest) as on a real cluster (rbac.py).
+        self.client_ca_pem = client_ca_pem
+        self.rbac = RBAC(self.store)
+        self.sa_tokens = ServiceAccountTokens.create()
+        self._cert_users: dict[tuple, User] = {}
         self.url = None
         self._runner = None
         self._tasks: set[asyncio.Task] = set()
@@ -138,6 +147,9 @@ class APIServer:
             cert.write_bytes(self.cert_pem)
             key.write_bytes(self.key_pem)
             ctx.load_cert_chain(str(cert), str(key))
+        if self.client_ca_pem:
+            ctx.load_verify_locations(cadata=self.client_ca_pem.decode())
+            ctx.verify_mode = ssl.CERT_OPTIONAL
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ctx)
@@ -178,6 +190,18 @@ class APIServer:
         for ns in ("default", "kube-system", "kube-public", "openshift-config", "openshift-config-managed"):
             if self.store.get(ns_rt.key, "", ns) is None:
                 self._create_object(ns_rt, "", {"metadata": {"name": ns}})
+        # The bootstrap policy's ClusterRoles and ClusterRoleBindings that the local cluster needs.
+        cr_rt = self.registry.get(RBAC_GROUP, "v1", "clusterroles")
+        for name, rules in BOOTSTRAP_CLUSTER_ROLES.items():
+            if self.store.get(cr_rt.key, "", name) is None:
+                self._create_object(cr_rt, "", {"metadata": {"name": name, "annotations": {
+                    "rbac.authorization.kubernetes.io/autoupdate": "true"}}, "rules": copy.deepcopy(rules)})
+        crb_rt = self.registry.get(RBAC_GROUP, "v1", "clusterrolebindings")
+        for name, (role, subjects) in BOOTSTRAP_CLUSTER_ROLE_BINDINGS.items():
+            if self.store.get(crb_rt.key, "", name) is None:
+                self._create_object(crb_rt, "", {"metadata": {"name": name}, "subjects": copy.deepcopy(subjects),
+                                                 "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole",
+                                                             "name": role}})
 
     # ---------------- HTTP ----------------
     async def _handle(self, request: web.Request):
@@ -222,10 +246,21 @@ class APIServer:
     def _authenticate(self, request) -> User:
         h = request.headers.get("Authorization", "")
         if h[:7].lower() == "bearer ":
-            user = self.by_token.get(h[7:].strip())
+            token = h[7:].strip()
+            user = self.by_token.get(token) or self.sa_tokens.user(token, self.store)
             if user is not None:
                 return user
+            raise errors.unauthorized()
+        if self.client_ca_pem and request.transport is not None:
+            user = certificate_user(request.transport.get_extra_info("peercert"))
+            if user is not None:    # one uid per certificate identity
+                return self._cert_users.setdefault((user.name, user.groups), user)
         raise errors.unauthorized()
+
+    def allowed(self, user: User, verb, group, resource, subresource="", name="", namespace="") -> bool:
+        """The user's fixed rules, or what RBAC objects grant it."""
+        return user.allowed(verb, group, resource, subresource, name, namespace) or \
+            self.rbac.allows(user, verb, group, resource, subresource, name, namespace)
 
     async def _body(self, request):
         raw = await request.read()
@@ -297,8 +332,15 @@ class APIServer:
             raise errors.method_not_allowed()
         if verb not in rt.verbs:
             raise errors.method_not_allowed()
-        if not user.allowed(verb, group, rt.plural, sub, name, namespace):
+        if not self.allowed(user, verb, group, rt.plural, sub, name, namespace):
             raise errors.forbidden(user.name, verb, group, rt.plural, sub, name, namespace)
+        if rt.key == ("", "v1", "serviceaccounts") and sub == "token":
+            if verb != "create":
+                raise errors.method_not_allowed()
+            return self._json(self._token_request(namespace, name, await self._body(request)), 201)
+        if group == RBAC_GROUP and rt.plural in ("rolebindings", "clusterrolebindings") and \
+                verb in ("create", "update", "patch"):
+            await self._check_escalation(request, user, rt, namespace, name, verb)
         if verb == "get":
             return self._json(self._get(rt, namespace, name, sub))
         if verb == "list":
@@ -331,6 +373,39 @@ class APIServer:
             return self._json(self._delete_collection(rt, namespace, q, body))
         raise errors.method_not_allowed()
 
+    async def _check_escalation(self, request, user, rt, namespace, name, verb):
+        """kube's RBAC escalation check: binding a role needs `bind` on it or all of its rights."""
+        body = await self._body(request)
+        binding = body if verb in ("create", "update") and isinstance(body, dict) else \
+            (self.store.get(rt.key, namespace, name) or {})
+        if verb == "patch" and isinstance(body, dict) and isinstance(body.get("roleRef"), dict):
+            binding = {"roleRef": body["roleRef"]}
+        missing = self.rbac.missing_for_binding(self.allowed, user, binding, namespace)
+        if missing:
+            shown = (binding.get("metadata") or {}).get("name") or name
+            groups = " ".join(user.groups)
+            raise APIError(403, "Forbidden", f'{rt.qualified} "{shown}" is forbidden: user "{user.name}" '
+                           f'(groups=[{groups}]) is attempting to grant RBAC permissions not currently held:\n'
+                           + "\n".join(missing), {"name": shown, "group": RBAC_GROUP, "kind": rt.plural})
+
+    def _token_request(self, namespace, name, body):
+        """TokenRequest (authentication.k8s.io/v1) for a ServiceAccount."""
+        sa = self._must_get(self.registry.get("", "v1", "serviceaccounts"), namespace, name)
+        spec = (body or {}).get("spec") or {}
+        seconds = spec.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS
+        if not isinstance(seconds, int) or seconds < MIN_TOKEN_SECONDS:
+            raise APIError(422, "Invalid", f'TokenRequest.authentication.k8s.io "{name}" is invalid: '
+                           f'spec.expirationSeconds: Invalid value: {seconds}: may not specify a duration less '
+                           f'than {MIN_TOKEN_SECONDS // 60} minutes', {"name": name, "group": "authentication.k8s.io",
+                                                                      "kind": "TokenRequest"})
+        seconds = min(seconds, MAX_TOKEN_SECONDS)
+        token, stamp = self.sa_tokens.issue(sa, seconds, spec.get("audiences"))
+        return {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": name, "namespace": namespace, "creationTimestamp": None},
+                "spec": {"audiences": spec.get("audiences") or ["https://kubernetes.default.svc"],
+                         "expirationSeconds": seconds, "boundObjectRef": spec.get("boundObjectRef")},
+                "status": {"token": token, "expirationTimestamp": stamp}}
+
     @staticmethod
     def _not_found_path():
         return APIError(404, "NotFound", "the server could not find the requested resource", {})
@@ -340,7 +415,7 @@ class APIServer:
         # kube authorizes WebSocket connects as `create` on the subresource (whatever the HTTP method).
         if request.method not in ("GET", "POST"):
             raise errors.method_not_allowed()
-        if not user.allowed("create", rt.group, rt.plural, sub, name, namespace):
+        if not self.allowed(user, "create", rt.group, rt.plural, sub, name, namespace):
             raise errors.forbidden(user.name, "create", rt.group, rt.plural, sub, name, namespace)
         pod = self._must_get(rt, namespace, name)
         ports = portforward.parse_ports(request.query)
@@ -390,7 +465,8 @@ class APIServer:
             out.append(entry)
             for sub in rt.subresources:
                 sg, sv, sk = SUBRESOURCE_KINDS.get(sub, (None, None, rt.kind))
-                verbs = ["update"] if sub == "finalize" else list(CONNECT_SUBRESOURCES.get(sub, _WRITE_VERBS))
+                verbs = ["update"] if sub == "finalize" else ["create"] if sub == "token" else \
+                    list(CONNECT_SUBRESOURCES.get(sub, _WRITE_VERBS))
                 se = {"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
                       "kind": sk, "verbs": verbs}
                 if sg is not None and sub == "scale":
@@ -411,7 +487,7 @@ class APIServer:
         spec = body["spec"]
         ra = spec.get("resourceAttributes")
         if ra:
-            allowed = user.allowed(ra.get("verb", ""), ra.get("group", ""), ra.get("resource", ""),
+            allowed = self.allowed(user, ra.get("verb", ""), ra.get("group", ""), ra.get("resource", ""),
                                    ra.get("subresource", ""), ra.get("name", ""), ra.get("namespace", ""))
         elif spec.get("nonResourceAttributes"):
             path = spec["nonResourceAttributes"].get("path", "")

@@ -58,6 +58,11 @@ def validate_metadata(rt, obj) -> list[dict]:
     name = meta.get("name")
     if not name:
         return [cause("metadata.name", "FieldValueRequired", "Required value: name or generateName is required")]
+    if rt.group == "rbac.authorization.k8s.io":   # path segment names: "system:image-builder"
+        if name in (".", "..") or "/" in name or "%" in name:
+            return [cause("metadata.name", "FieldValueInvalid",
+                          f"Invalid value: {_q(name)}: may not contain '/' or '%' or be '.' or '..'")]
+        return []
     if (rt.group, rt.plural) in LABEL_NAMED:
         if len(name) > 63 or not DNS1123_LABEL.match(name):
             return [cause("metadata.name", "FieldValueInvalid", f"Invalid value: {_q(name)}: {_LABEL_MSG}")]
