@@ -5,9 +5,17 @@ registry access. Here the real Debian `/usr/bin/docker-registry` (2.8.2) listens
 `<podIP>:<internal port>` with token auth, and an aiohttp front on `<podIP>:5000` (TLS from
 REGISTRY_HTTP_TLS_CERTIFICATE/KEY) serves `/healthz`, `/openshift/token` and proxies the rest.
 
-The front asks the API server, with the caller's own token, `GET users/~` (who is it) and
-`POST selfsubjectaccessreviews` (pull = get, push = update on `image.openshift.io` `imagestreams/layers`)
-and issues a JWT (signed by `TokenSigner`) that grants only the allowed actions.
+The front does what OpenShift's registry auth does (image-registry `pkg/dockerregistry/server/auth.go`,
+`token.go`): `/openshift/token` answers the caller's own API token (Basic password) after checking it
+with `GET users/~`, or "anonymous" without credentials; a `/v2/` request with an API token (Bearer, or
+Basic password) or the anonymous token is checked with `GET users/~` and one
+`POST selfsubjectaccessreviews` per action (pull = get, push = update on `image.openshift.io`
+`imagestreams/layers`) made with that token (none for anonymous); a refusal is answered 401
+`WWW-Authenticate: Basic realm=openshift,error="access denied"` (a bad Basic credential:
+`error="failed to decode credentials"`). Allowed requests go on to distribution with a JWT (signed by
+`TokenSigner`) that grants exactly the allowed actions. ServiceAccount tokens work like user tokens.
+Fault knobs (`registry.anonymousPull`, `registry.anonymousPush`, `registry.pushWithPullRole`,
+`registry.pullWithoutRole`) break one rule each (localcluster/README.md).
 """
 from __future__ import annotations
 
@@ -46,6 +54,8 @@ REGISTRY_BINARY = "/usr/bin/docker-registry"
 TOKEN_SERVICE = "image-registry.openshift-image-registry.svc:5000"
 TOKEN_ISSUER = "openshift-image-registry-localcluster"
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+BASIC_REALM = "openshift"     # the registry's auth.realm as the operator configures it
 
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
@@ -444,14 +454,39 @@ class RegistryContainer:
                 "spec": {"resourceAttributes": attrs}}
         async with self._api_session.post(
                 self.api_server + "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=body,
-                headers={"Authorization": f"Bearer {token}"}) as r:
+                headers={"Authorization": f"Bearer {token}"} if token else {}) as r:
             if r.status not in (200, 201):
                 return False
             return bool((await r.json()).get("status", {}).get("allowed"))
 
-    async def _grant(self, token: str, scopes: list[str]) -> list[dict]:
-        """Access entries for the scopes the token's user may have (each action checked by SSAR)."""
+    def _fault(self, name: str) -> bool:
+        return str((self.faults() or {}).get(name, "")).lower() == "true"
+
+    async def _action_allowed(self, token: str, ns: str, name: str, action: str, pushing: bool) -> bool:
+        """One action for a repository, as the registry decides it (plus the fault knobs)."""
+        if action == "pull":
+            if not token and self._fault("registry.anonymousPull"):
+                return True
+            if not token and pushing and self._fault("registry.anonymousPush"):
+                return True
+            if token and self._fault("registry.pullWithoutRole"):
+                return True
+            return await self._allowed(token, ns, name, "get")
+        if action == "push":
+            if not token and self._fault("registry.anonymousPush"):
+                return True
+            if token and self._fault("registry.pushWithPullRole"):
+                return await self._allowed(token, ns, name, "get")
+            return await self._allowed(token, ns, name, "update")
+        if action in ("delete", "*"):
+            return await self._allowed(token, ns, name, "delete", resource="images")
+        return False
+
+    async def _grant(self, token: str, scopes: list[str], denied: list | None = None) -> list[dict]:
+        """Access entries for the scopes the token's user may have (each action checked by SSAR);
+        refused actions are appended to `denied` as (scope, action)."""
         access = []
+        pushing = any(s.endswith(",push") or s.endswith(":push") for s in scopes)
         for scope in scopes:
             try:
                 typ, rest = scope.split(":", 1)
@@ -463,16 +498,10 @@ class RegistryContainer:
             ns, name = repo.split("/", 1)
             granted = []
             for action in [a for a in actions.split(",") if a]:
-                if action == "pull":
-                    ok = await self._allowed(token, ns, name, "get")
-                elif action == "push":
-                    ok = await self._allowed(token, ns, name, "update")
-                elif action in ("delete", "*"):
-                    ok = await self._allowed(token, ns, name, "delete", resource="images")
-                else:
-                    ok = False
-                if ok:
+                if await self._action_allowed(token, ns, name, action, pushing):
                     granted.append(action)
+                elif denied is not None:
+                    denied.append((scope, action))
             if granted:
                 access.append({"type": "repository", "name": repo, "actions": granted})
         return access
@@ -496,23 +525,29 @@ class RegistryContainer:
         return None
 
     async def _token(self, request: web.Request) -> web.Response:
-        creds = self._credentials(request.headers.get("Authorization", ""))
-        if creds is None or not creds[1] or creds[1] == "anonymous":
+        """The registry's token endpoint: no credentials -> "anonymous"; Basic -> the password itself
+        once `users/~` accepts it as an API token; anything else 401."""
+        if not request.headers.get("Authorization"):
             return web.json_response({"token": "anonymous", "access_token": "anonymous"})
+        try:
+            creds = self._credentials(request.headers.get("Authorization", ""))
+        except web.HTTPUnauthorized:
+            creds = None
+        if creds is None or creds[0] != "basic" or not creds[1]:
+            return web.json_response(None, status=401)
         token = creds[1]
-        user = await self._api_user(token)
-        if user is None:
-            return web.json_response({"errors": [{"code": "UNAUTHORIZED", "message": "access denied"}]},
-                                     status=401)
-        scopes = []
-        for s in request.query.getall("scope", []):
-            scopes.extend(s.split(" "))
-        access = await self._grant(token, scopes)
-        jwt_token = self.signer.sign(user.get("metadata", {}).get("name", "unknown"), access)
-        return web.json_response({
-            "token": jwt_token, "access_token": jwt_token, "expires_in": 300,
-            "issued_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        })
+        if await self._api_user(token) is None:
+            return web.json_response(None, status=401)
+        return web.json_response({"token": token, "access_token": token})
+
+    @staticmethod
+    def _denied(error: str, details=None) -> web.Response:
+        """distribution's answer to an auth challenge error: 401, Basic realm=openshift,error=..."""
+        body = {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required",
+                            "detail": details or []}]}
+        return web.json_response(body, status=401, headers={
+            "WWW-Authenticate": f'Basic realm={BASIC_REALM},error="{error}"',
+            "Docker-Distribution-Api-Version": "registry/2.0"})
 
     @staticmethod
     def _scopes_for(request: web.Request) -> list[str]:
@@ -539,21 +574,32 @@ class RegistryContainer:
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
         headers = forward_headers(request, self.scheme)
-        creds = self._credentials(request.headers.get("Authorization", ""))
-        if creds is not None:
+        try:
+            creds = self._credentials(request.headers.get("Authorization", ""))
+        except web.HTTPUnauthorized:
+            return self._denied("failed to decode credentials")
+        if creds is not None:       # no (or an unknown) Authorization: distribution's Bearer challenge
             kind, token = creds
+            if kind == "basic" and not token:
+                return self._denied("failed to decode credentials")
             if kind == "bearer" and self.signer.issued_by_me(token):
                 pass  # a registry JWT: the registry checks it
-            elif token == "anonymous" or not token:
-                headers.pop("Authorization", None)
-            else:  # an OpenShift API token, exchanged here as the token endpoint would
-                user = await self._api_user(token)
-                if user is None:
-                    headers.pop("Authorization", None)
-                else:
-                    access = await self._grant(token, self._scopes_for(request))
-                    jwt_token = self.signer.sign(user.get("metadata", {}).get("name", "unknown"), access)
-                    headers["Authorization"] = f"Bearer {jwt_token}"
+            else:
+                token = "" if token == "anonymous" else token
+                subject = "anonymous"
+                if token:
+                    user = await self._api_user(token)
+                    if user is None:
+                        return self._denied("access denied")
+                    subject = user.get("metadata", {}).get("name", "unknown")
+                scopes = self._scopes_for(request)
+                denied: list = []
+                access = await self._grant(token, scopes[:1], denied)
+                if denied:
+                    return self._denied("access denied", [
+                        {"Type": "repository", "Name": sc.split(":")[1], "Action": a} for sc, a in denied])
+                access += await self._grant(token, scopes[1:])   # a cross-mount source: optional
+                headers["Authorization"] = f"Bearer {self.signer.sign(subject, access)}"
         host = request.host
         faults = self.faults() or {}
 

@@ -83,20 +83,17 @@ def test_large_blob_streams_through_front(pod, api):
     assert r.status_code == 200 and r.content == blob
 
 
-def test_token_grants_only_what_the_user_may(pod, api):
-    for user, expected in (("kube:admin", ["pull", "push"]), ("puller", ["pull"]), ("nobody", None)):
+def test_token_endpoint_answers_the_api_token_itself(pod, api):
+    """As OpenShift's registry (token.go): the Basic password, once users/~ accepts it, IS the token."""
+    for user in ("kube:admin", "puller", "nobody"):
         r = requests.get(pod.base + "/openshift/token", verify=pod.ca_path,
                          params={"service": "x", "scope": "repository:team-a/app:pull,push"},
                          auth=("any", api.tokens[user]))
         assert r.status_code == 200, r.text
-        token = r.json()["token"]
-        assert r.json()["access_token"] == token
-        header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
-        assert header["alg"] == "RS256" and header["kid"] == pod.rc.signer.kid
-        claims = _claims(token)
-        assert claims["sub"] == user and isinstance(claims["aud"], str)
-        actions = [a["actions"] for a in claims["access"]]
-        assert actions == ([expected] if expected else [])
+        assert r.json() == {"token": api.tokens[user], "access_token": api.tokens[user]}
+    r = requests.get(pod.base + "/openshift/token", verify=pod.ca_path,
+                     headers={"Authorization": f"Bearer {api.tokens['kube:admin']}"})
+    assert r.status_code == 401, "only Basic credentials are exchanged"
 
 
 def test_puller_pulls_but_cannot_push(pod, api):
@@ -106,7 +103,40 @@ def test_puller_pulls_but_cannot_push(pod, api):
     with pytest.raises(RegistryError) as e:
         puller.push_image("team-a/pulled", "v2")
     assert e.value.status == 401
-    assert 'error="insufficient_scope"' in e.value.headers["WWW-Authenticate"]
+    # OpenShift's access denied: a Basic challenge (auth.go wrapErr), not distribution's insufficient_scope.
+    assert e.value.headers["WWW-Authenticate"] == 'Basic realm=openshift,error="access denied"'
+    assert json.loads(e.value.text)["errors"][0]["code"] == "UNAUTHORIZED"
+
+
+def test_faults_open_one_door_each(pod, api):
+    admin = pod.client(api.tokens["kube:admin"])
+    admin.push_image("team-a/doors", "v1")
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+
+    def manifest(token):
+        headers = {**accept, **({"Authorization": f"Bearer {token}"} if token else {})}
+        return requests.get(pod.base + "/v2/team-a/doors/manifests/v1", verify=pod.ca_path, headers=headers)
+    assert manifest("anonymous").status_code == 401
+    assert manifest(api.tokens["nobody"]).status_code == 401
+    try:
+        pod.faults["registry.anonymousPull"] = "true"
+        assert manifest("anonymous").status_code == 200
+        assert manifest(api.tokens["nobody"]).status_code == 401
+        pod.faults.clear()
+        pod.faults["registry.pullWithoutRole"] = "true"
+        assert manifest(api.tokens["nobody"]).status_code == 200
+        assert manifest("anonymous").status_code == 401
+        pod.faults.clear()
+        pod.faults["registry.pushWithPullRole"] = "true"
+        pod.client(api.tokens["puller"]).push_image("team-a/doors", "v2")
+        with pytest.raises(RegistryError):
+            pod.client(api.tokens["nobody"]).push_image("team-a/doors", "v3")
+        pod.faults.clear()
+        pod.faults["registry.anonymousPush"] = "true"
+        pod.client(None).push_image("team-a/doors", "v4")
+        assert manifest("anonymous").status_code == 401, "anonymousPush opens pushes only"
+    finally:
+        pod.faults.clear()
 
 
 def test_bad_token_is_401_and_anonymous_gets_nothing(pod):
