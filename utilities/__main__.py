@@ -59,7 +59,26 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser("unlock", help="break a stale cluster lock")
     common(u)
     u.add_argument("--force", action="store_true", help="break it even if it is not stale")
+
+    ri = sub.add_parser("rights", help="the rights a run needs (utilities/rights.py); no cluster needed")
+    ri.add_argument("--yaml", action="store_true", help="print them as a ClusterRole (+ binding) to apply")
+    ri.add_argument("--readonly", action="store_true", help="only what a run without --allow-destructive needs")
+    ri.add_argument("--user", default=None, help="with --yaml: bind the role to this user")
+    ri.add_argument("--group", default=None, help="with --yaml: bind the role to this group")
     return p
+
+
+def cmd_rights(args) -> int:
+    import yaml
+    from utilities import rights
+    if not args.yaml:
+        print(rights.describe(rights.needed(destructive=not args.readonly)))
+        return 0
+    subject = {"kind": "User", "name": args.user} if args.user else \
+        {"kind": "Group", "name": args.group} if args.group else None
+    print(yaml.safe_dump_all(rights.cluster_role(destructive=not args.readonly, subject=subject), sort_keys=False),
+          end="")
+    return 0
 
 
 def _fail(code: int, message: str) -> int:
@@ -152,6 +171,8 @@ COMMANDS = {"restore": cmd_restore, "leftovers": cmd_leftovers, "sweep": cmd_swe
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "rights":
+        return cmd_rights(args)
     redact.install()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -188,6 +188,9 @@ class Cluster:
     ingress_address: str | None = None  # "HOST:PORT" to connect to for route hosts, None: resolve
     info: dict = dataclasses.field(default_factory=dict)
     _router_ca_file: str | None = None
+    # Who pushes and pulls (utilities/registry_access.py: a ServiceAccount of the run's test namespace
+    # with a TokenRequest token); None: the kubeconfig's own token, if it has one.
+    registry_identity: object | None = None
 
     @functools.cached_property
     def core(self) -> k8s.CoreV1Api:
@@ -248,7 +251,8 @@ class Cluster:
 def load_cluster(kubeconfig: str | os.PathLike, context: str | None = None, *, embedded: bool = False,
                  ingress_address: str | None = None, info: dict | None = None,
                  pool_size: int = 32) -> Cluster:
-    """Build the official clients from a kubeconfig (bearer token and CA data)."""
+    """Build the official clients from a kubeconfig: a bearer token or a client certificate (the
+    installer's auth/kubeconfig); `Cluster.token` is "" for a certificate."""
     cfg = k8s.Configuration()
     k8s_config.load_kube_config(config_file=str(kubeconfig), context=context, client_configuration=cfg,
                                 persist_config=False)
@@ -273,7 +277,7 @@ def _token_from_kubeconfig(kubeconfig, context) -> str:
         return user["token"]
     if "token-file" in user:
         return Path(user["token-file"]).read_text().strip()
-    raise ValueError(f"context {ctx_name} has no bearer token")
+    return ""   # a client certificate (or an exec plugin the client ran): no token to reuse
 
 
 def b64(data: bytes) -> str:

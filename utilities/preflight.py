@@ -7,15 +7,13 @@ its own exit status (README.md, "Exit statuses").
 """
 from __future__ import annotations
 
-import dataclasses
-
 import urllib3
 import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from utilities import kube
+from utilities import kube, rights
 from utilities.kube import CONFIG_GVR, REGISTRY_NAMESPACE, Cluster
 
 # Exit statuses. pytest's own: 0 passed, 1 tests failed, 2 interrupted, 3 internal error,
@@ -112,53 +110,42 @@ def check_openshift(cluster: Cluster) -> None:
                              "--kubeconfig at an OpenShift cluster")
 
 
-@dataclasses.dataclass(frozen=True)
-class Right:
-    verb: str
-    resource: str
-    group: str = ""
-    namespace: str | None = None
-    subresource: str = ""
-
-    def __str__(self):
-        res = f"{self.resource}.{self.group}" if self.group else self.resource
-        if self.subresource:
-            res += f"/{self.subresource}"
-        return f"{self.verb} {res}" + (f" in {self.namespace}" if self.namespace else "")
+def _review(api, verb, group, resource, subresource="", namespace=None, name=None) -> bool:
+    body = k8s.V1SelfSubjectAccessReview(spec=k8s.V1SelfSubjectAccessReviewSpec(
+        resource_attributes=k8s.V1ResourceAttributes(verb=verb, resource=resource, group=group,
+                                                     namespace=namespace, subresource=subresource or None,
+                                                     name=name)))
+    review = kube.call(api.create_self_subject_access_review, body)
+    return bool(review.status and review.status.allowed)
 
 
-READ_RIGHTS = [
-    Right("get", "configs", "imageregistry.operator.openshift.io"),
-    Right("watch", "configs", "imageregistry.operator.openshift.io"),
-    Right("get", "clusteroperators", "config.openshift.io"),
-    Right("list", "deployments", "apps", REGISTRY_NAMESPACE),
-    Right("list", "pods", "", REGISTRY_NAMESPACE),
-    Right("list", "events", "", REGISTRY_NAMESPACE),
-    Right("get", "routes", "route.openshift.io", REGISTRY_NAMESPACE),
-    Right("get", "configmaps", "", "openshift-config-managed"),
-]
-WRITE_RIGHTS = [
-    Right("update", "configs", "imageregistry.operator.openshift.io"),
-    Right("patch", "configs", "imageregistry.operator.openshift.io"),
-    Right("create", "namespaces"),
-    Right("delete", "namespaces"),
-    Right("delete", "pods", "", REGISTRY_NAMESPACE),
-    Right("create", "leases", "coordination.k8s.io", REGISTRY_NAMESPACE),
-    Right("update", "leases", "coordination.k8s.io", REGISTRY_NAMESPACE),
-    Right("delete", "leases", "coordination.k8s.io", REGISTRY_NAMESPACE),
-]
+def _holds_role(cluster: Cluster, api, role: str) -> bool:
+    """Whether the user holds every rule of ClusterRole `role` (then binding it needs no `bind`)."""
+    try:
+        obj = kube.call(k8s.RbacAuthorizationV1Api(cluster.api_client).read_cluster_role, role)
+    except ApiException:
+        return False
+    for rule in obj.rules or []:
+        for g in rule.api_groups or [""]:
+            for res in rule.resources or []:
+                resource, _, sub = res.partition("/")
+                for v in rule.verbs or []:
+                    for n in rule.resource_names or [None]:
+                        if not _review(api, v, g, resource, sub, None, n):
+                            return False
+    return True
 
 
-def missing_rights(cluster: Cluster, rights) -> list[Right]:
+def missing_rights(cluster: Cluster, wanted) -> list[rights.Right]:
+    """The rights of `wanted` (utilities/rights.py) that SelfSubjectAccessReviews refuse."""
     api = k8s.AuthorizationV1Api(cluster.api_client)
     missing = []
-    for r in rights:
-        body = k8s.V1SelfSubjectAccessReview(spec=k8s.V1SelfSubjectAccessReviewSpec(
-            resource_attributes=k8s.V1ResourceAttributes(verb=r.verb, resource=r.resource, group=r.group,
-                                                         namespace=r.namespace, subresource=r.subresource or None)))
-        review = kube.call(api.create_self_subject_access_review, body)
-        if not (review.status and review.status.allowed):
-            missing.append(r)
+    for r in wanted:
+        if _review(api, r.verb, r.group, r.resource, r.subresource, r.namespace, r.name):
+            continue
+        if r.alternative_role and _holds_role(cluster, api, r.alternative_role):
+            continue
+        missing.append(r)
     return missing
 
 
@@ -171,14 +158,16 @@ def whoami(cluster: Cluster) -> str:
 
 
 def check_rights(cluster: Cluster, *, destructive: bool) -> None:
-    rights = READ_RIGHTS + (WRITE_RIGHTS if destructive else [])
-    missing = missing_rights(cluster, rights)
+    """Every right of utilities/rights.py the run needs (all of them for a run that may change the
+    cluster), each checked with a SelfSubjectAccessReview."""
+    missing = missing_rights(cluster, rights.needed(destructive))
     if missing:
         who = whoami(cluster)
-        shown = ", ".join(str(r) for r in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        shown = ", ".join(f"{r} ({r.why})" for r in missing[:3]) + \
+            (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise PreflightError(EXIT_FORBIDDEN, f"user {who} is not allowed to {shown} (403); run as cluster-admin "
-                             f"(oc adm policy add-cluster-role-to-user cluster-admin {who}) or with another "
-                             "--context")
+                             f"(oc adm policy add-cluster-role-to-user cluster-admin {who}), or grant the role "
+                             "`python -m utilities rights --yaml` prints, or use another --context")
 
 
 def run(kubeconfig, context: str | None, *, destructive: bool, **kwargs) -> Cluster:

@@ -51,6 +51,11 @@ class ManifestUnknown(RegistryError):
     """The registry does not know the manifest (404 MANIFEST_UNKNOWN)."""
 
 
+class AccessDenied(RegistryError):
+    """The registry refused the identity: 403, or OpenShift's 401 `Basic realm=openshift` challenge
+    (image-registry auth.go: access denied, or credentials it cannot decode)."""
+
+
 class RouteAdapter(HTTPAdapter):
     """Connects to `connect_to` ("IP:PORT") for URLs of `host`, with SNI, Host header and certificate
     check all for `host`: a route host that DNS does not know, without editing /etc/hosts."""
@@ -90,6 +95,13 @@ def _parse_challenge(header: str) -> tuple[str, dict]:
     scheme, _, rest = header.partition(" ")
     params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
     return scheme.lower(), params
+
+
+def _is_denial(resp: requests.Response) -> bool:
+    """403, or a 401 whose challenge is Basic (OpenShift's registry: access denied), not a Bearer one."""
+    if resp.status_code == 403:
+        return True
+    return resp.status_code == 401 and _parse_challenge(resp.headers.get("WWW-Authenticate", ""))[0] == "basic"
 
 
 @dataclasses.dataclass
@@ -146,7 +158,8 @@ class RegistryClient:
                 body.seek(0)
             resp = self.session.request(method, url, headers=headers, **kwargs)
             kwargs["headers"] = headers
-            if resp.status_code == 401 and attempt == 1 and "WWW-Authenticate" in resp.headers:
+            if resp.status_code == 401 and attempt == 1 and "WWW-Authenticate" in resp.headers \
+                    and not _is_denial(resp):
                 self._login(resp.headers["WWW-Authenticate"], scope)
                 headers.pop("Authorization", None)
                 continue
@@ -175,6 +188,12 @@ class RegistryClient:
         self._bearer[scope] = body.get("token") or body.get("access_token") or ""
 
     def _expect(self, resp: requests.Response, statuses: tuple[int, ...], what: str) -> requests.Response:
+        if resp.status_code not in statuses and _is_denial(resp):
+            text, codes = _error_text(resp)
+            challenge = resp.headers.get("WWW-Authenticate")
+            raise AccessDenied(f"{what}: access denied (HTTP {resp.status_code}"
+                               + (f", WWW-Authenticate: {challenge}" if challenge else "") + f"): {text}",
+                               resp.status_code, codes)
         if resp.status_code not in statuses:
             text, codes = _error_text(resp)
             cls = ManifestUnknown if (resp.status_code == 404 and "MANIFEST_UNKNOWN" in codes) else RegistryError

@@ -145,9 +145,12 @@ def temporary_namespace(cluster: Cluster, prefix: str, labels: dict) -> Iterator
                 raise
 
 
-def registry_client(cluster: Cluster, host: str) -> RegistryClient:
-    """A client for the route `host`, trusting the router CA read from the cluster, with the user's token."""
-    return RegistryClient(host, ca_file=cluster.router_ca_file, token=cluster.token,
+def registry_client(cluster: Cluster, host: str, token: str | None = _ABSENT) -> RegistryClient:
+    """A client for the route `host`, trusting the router CA read from the cluster, with the run's
+    ServiceAccount token (utilities/registry_access.py; `token=None`: anonymous)."""
+    from utilities.registry_access import registry_token
+    return RegistryClient(host, ca_file=cluster.router_ca_file,
+                          token=registry_token(cluster) if token is _ABSENT else token,
                           connect_to=cluster.ingress_for(host))
 
 
@@ -491,7 +494,8 @@ def replica_client(cluster: Cluster, pod: str, ca_file: str) -> Iterator[Registr
     certificate against the service CA for image-registry.openshift-image-registry.svc."""
     from utilities.portforward import open_local_port
     with open_local_port(cluster.core, REGISTRY_NAMESPACE, pod, REGISTRY_PORT) as local:
-        client = RegistryClient(f"{SERVICE_HOST}:{REGISTRY_PORT}", ca_file=ca_file, token=cluster.token,
+        from utilities.registry_access import registry_token
+        client = RegistryClient(f"{SERVICE_HOST}:{REGISTRY_PORT}", ca_file=ca_file, token=registry_token(cluster),
                                 connect_to=f"{local.host}:{local.port}")
         try:
             yield client
