@@ -163,11 +163,11 @@ def check_rights(cluster: Cluster, *, destructive: bool) -> None:
     missing = missing_rights(cluster, rights.needed(destructive))
     if missing:
         who = whoami(cluster)
-        shown = ", ".join(f"{r} ({r.why})" for r in missing[:3]) + \
-            (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        shown = f"{missing[0]} ({missing[0].why})" + "".join(f", {r}" for r in missing[1:2]) + \
+            (f" and {len(missing) - 2} more" if len(missing) > 2 else "")
         raise PreflightError(EXIT_FORBIDDEN, f"user {who} is not allowed to {shown} (403); run as cluster-admin "
-                             f"(oc adm policy add-cluster-role-to-user cluster-admin {who}), or grant the role "
-                             "`python -m utilities rights --yaml` prints, or use another --context")
+                             f"(oc adm policy add-cluster-role-to-user cluster-admin {who}), grant the role of "
+                             "`python -m utilities rights --yaml`, or use another --context")
 
 
 def run(kubeconfig, context: str | None, *, destructive: bool, **kwargs) -> Cluster:
