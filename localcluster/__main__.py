@@ -83,6 +83,7 @@ async def _serve(args) -> int:
         logging.getLogger("localcluster").info(
             "ready in %.2f s: kubeconfig %s, API %s, router %s", time.monotonic() - started,
             args.kubeconfig, cluster.api.url, cluster.router.address)
+        print(suite_command(args.kubeconfig, cluster.router.address), flush=True)
         await stop.wait()
         return 0
     finally:
@@ -92,6 +93,16 @@ async def _serve(args) -> int:
             except FileNotFoundError:
                 pass
         await cluster.stop()
+
+
+def suite_command(kubeconfig, ingress_address: str) -> str:
+    """The exact command that runs the suite against this cluster (route hosts do not resolve here:
+    the router's address is given with --ingress-address)."""
+    import shlex
+    root = Path(__file__).resolve().parent.parent
+    return (f"suite: cd {shlex.quote(str(root))} && {shlex.quote(sys.executable)} -m pytest "
+            f"--kubeconfig={shlex.quote(str(Path(kubeconfig).resolve()))} "
+            f"--ingress-address={ingress_address} --allow-destructive")
 
 
 def main(argv=None) -> int:

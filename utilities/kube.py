@@ -191,6 +191,7 @@ class Cluster:
     # Who pushes and pulls (utilities/registry_access.py: a ServiceAccount of the run's test namespace
     # with a TokenRequest token); None: the kubeconfig's own token, if it has one.
     registry_identity: object | None = None
+    _ingress_reasons: dict = dataclasses.field(default_factory=dict)
 
     @functools.cached_property
     def core(self) -> k8s.CoreV1Api:
@@ -232,20 +233,28 @@ class Cluster:
 
     def ingress_for(self, host: str) -> str | None:
         """Where to connect for a route host: the configured address; None when DNS resolves the
-        host; else the Infrastructure's vSphere ingress IP on port 443."""
+        host; else the Infrastructure's vSphere ingress IP on port 443 (`ingress_reason` says which)."""
         if self.ingress_address:
+            self._ingress_reasons[host] = "--ingress-address"
             return self.ingress_address
         try:
             socket.getaddrinfo(host, 443)
+            self._ingress_reasons[host] = "resolved by DNS"
             return None
         except socket.gaierror:
             pass
         infra = self.get_cluster_object(INFRASTRUCTURE_GVR, "cluster") or {}
         ips = (((infra.get("status") or {}).get("platformStatus") or {}).get("vsphere") or {}).get("ingressIPs")
         if ips:
+            self._ingress_reasons[host] = (f"{host} does not resolve, so the Infrastructure's "
+                                           "status.platformStatus.vsphere.ingressIPs[0] on port 443")
             return f"{ips[0]}:443"
-        raise LookupError(f"route host {host} does not resolve and the Infrastructure has no ingressIPs; "
-                          "give --ingress-address")
+        raise LookupError(f"route host {host} does not resolve and the Infrastructure has no vSphere ingressIPs; "
+                          "pass --ingress-address=HOST[:PORT] (the router that serves *.apps)")
+
+    def ingress_reason(self, host: str) -> str | None:
+        """Why `ingress_for(host)` answered what it did (for error messages)."""
+        return self._ingress_reasons.get(host)
 
 
 def load_cluster(kubeconfig: str | os.PathLike, context: str | None = None, *, embedded: bool = False,

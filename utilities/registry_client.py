@@ -56,13 +56,29 @@ class AccessDenied(RegistryError):
     (image-registry auth.go: access denied, or credentials it cannot decode)."""
 
 
+class RouteUnreachable(RegistryError):
+    """No connection to a route host at the address tried (one line: host, address, why, what to pass)."""
+
+
+def _connect_error(e: Exception) -> str:
+    text = str(e)
+    for marker in ("Connection refused", "timed out", "Name or service not known", "No route to host",
+                   "Network is unreachable", "Temporary failure in name resolution", "Connection reset"):
+        if marker.lower() in text.lower():
+            return marker
+    return text.splitlines()[0][:160] if text else e.__class__.__name__
+
+
 class RouteAdapter(HTTPAdapter):
     """Connects to `connect_to` ("IP:PORT") for URLs of `host`, with SNI, Host header and certificate
-    check all for `host`: a route host that DNS does not know, without editing /etc/hosts."""
+    check all for `host`: a route host that DNS does not know, without editing /etc/hosts. A refused or
+    failed connection raises RouteUnreachable naming the host, the address tried and why it was tried
+    (`reason`), instead of requests' ConnectionError."""
 
-    def __init__(self, host: str, connect_to: str, **kwargs):
+    def __init__(self, host: str, connect_to: str | None, reason: str | None = None, **kwargs):
         self.route_host = host
         self.connect_to = connect_to
+        self.reason = reason
         super().__init__(**kwargs)
 
     def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
@@ -76,9 +92,20 @@ class RouteAdapter(HTTPAdapter):
             host_header = parts.netloc.rsplit("@", 1)[-1]
             if host_header.endswith(":443"):
                 host_header = host_header[:-4]
-            request.url = urlunsplit(parts._replace(netloc=self.connect_to))
-            request.headers["Host"] = host_header
-        return super().send(request, **kwargs)
+            if self.connect_to:
+                request.url = urlunsplit(parts._replace(netloc=self.connect_to))
+                request.headers["Host"] = host_header
+        try:
+            return super().send(request, **kwargs)
+        except requests.exceptions.ConnectionError as e:
+            if isinstance(e, requests.exceptions.SSLError) or parts.hostname != self.route_host:
+                raise
+            __tracebackhide__ = True    # pytest: the one line is the story
+            where = self.connect_to or f"{self.route_host}:{parts.port or 443}"
+            why = self.reason or ("given" if self.connect_to else "resolved by DNS")
+            raise RouteUnreachable(f"cannot reach route host {self.route_host} at {where} ({why}): "
+                                   f"{_connect_error(e)}; pass --ingress-address=HOST[:PORT], the address of "
+                                   "the router (or the load balancer in front of it) that serves *.apps") from None
 
 
 def _error_text(resp: requests.Response) -> tuple[str, list[str]]:
@@ -119,7 +146,7 @@ class RegistryClient:
     """Client for one registry host, e.g. the `default-route` host of the image registry."""
 
     def __init__(self, host: str, *, ca_file: str, token: str | None = None, username: str = "unused",
-                 connect_to: str | None = None, timeout: float = 60.0):
+                 connect_to: str | None = None, timeout: float = 60.0, connect_reason: str | None = None):
         self.host = host
         self.base = f"https://{host}"
         self.ca_file = ca_file
@@ -129,8 +156,8 @@ class RegistryClient:
         self.session = requests.Session()
         self.session.trust_env = False
         self.session.headers["User-Agent"] = "registry-conformance/1"
-        if connect_to:
-            self.session.mount(f"https://{host.split(':')[0]}", RouteAdapter(host.split(":")[0], connect_to))
+        self.session.mount(f"https://{host.split(':')[0]}",
+                           RouteAdapter(host.split(":")[0], connect_to, reason=connect_reason))
         self._bearer: dict[str, str] = {}   # scope -> token
 
     def close(self):

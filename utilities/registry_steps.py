@@ -149,9 +149,10 @@ def registry_client(cluster: Cluster, host: str, token: str | None = _ABSENT) ->
     """A client for the route `host`, trusting the router CA read from the cluster, with the run's
     ServiceAccount token (utilities/registry_access.py; `token=None`: anonymous)."""
     from utilities.registry_access import registry_token
+    connect_to = cluster.ingress_for(host)
     return RegistryClient(host, ca_file=cluster.router_ca_file,
                           token=registry_token(cluster) if token is _ABSENT else token,
-                          connect_to=cluster.ingress_for(host))
+                          connect_to=connect_to, connect_reason=cluster.ingress_reason(host))
 
 
 def registry_pod_uids(cluster: Cluster, include_terminating: bool = False) -> set[str]:
