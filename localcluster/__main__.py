@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="run OpenShift Data Foundation: S3 servers, ODF storage classes, OBC provisioner (default)")
     odf.add_argument("--no-odf", dest="odf", action="store_false",
                      help="no OpenShift Data Foundation (no S3 servers)")
+    serve.add_argument("--custom-default-certificate", action="store_true", default=None,
+                       help="the default IngressController serves a custom certificate signed by a public CA "
+                            "(its root only in <state-dir>/system-roots.pem, the stand-in for system roots)")
     serve.add_argument("--degraded-grace-seconds", type=float, default=None,
                        help="how long Available may be False before the operator reports Degraded")
     serve.add_argument("--provision-delay", type=float, default=None)

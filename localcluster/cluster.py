@@ -154,6 +154,9 @@ class LocalCluster:
             # The cluster network proxy (route hosts, <svc>.<ns>.svc) and, with ODF, the S3 servers.
             "proxy_url": self.settings.netproxy_url,
             "s3_endpoints": ({k: v.endpoint for k, v in self.odf.servers.items()} if self.odf else {}),
+            # --custom-default-certificate: the public root, as the machine's trust store would hold it.
+            **({"system_ca_file": str(self.settings.state_dir / "system-roots.pem")}
+               if self.settings.custom_default_certificate else {}),
             "pid": os.getpid(),
         }
 

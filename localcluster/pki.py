@@ -63,6 +63,34 @@ class CertificateAuthority:
     def key_pem(self) -> bytes:
         return _key_pem(self.key)
 
+    def issue_ca(self, common_name: str, days: int = 365) -> "CertificateAuthority":
+        """An intermediate CA signed by this one (a public CA's chain: root -> intermediate -> leaf)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = _now()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, key_cert_sign=True, crl_sign=True,
+                    content_commitment=False, key_encipherment=False, data_encipherment=False,
+                    key_agreement=False, encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                           critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        return CertificateAuthority(cert, key)
+
     def issue(self, common_name: str, dns_names=(), ip_addresses=(), days: int = 365,
               client: bool = False, organizations=()) -> tuple[bytes, bytes]:
         """A leaf certificate for a server (or a client: `organizations` are kube's groups); returns

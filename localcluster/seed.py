@@ -197,10 +197,26 @@ async def seed(client, settings: S.Settings, ingress_ca: CertificateAuthority, a
     # Ingress: the default IngressController, its wildcard certificate and the published CA.
     router_cert, router_key = ingress_ca.issue(
         f"*.{S.APPS_DOMAIN}", dns_names=[f"*.{S.APPS_DOMAIN}", S.APPS_DOMAIN])
+    router_chain = router_cert + ingress_ca.cert_pem
+    published = ingress_ca.cert_pem
+    ic_spec: dict = {"replicas": 2}
+    if settings.custom_default_certificate:
+        # A public CA's chain; the root goes only to the stand-in system trust store.
+        root = CertificateAuthority.create("Localcluster Public Root CA")
+        intermediate = root.issue_ca("Localcluster Public TLS CA 1")
+        leaf, router_key = intermediate.issue(f"*.{S.APPS_DOMAIN}", dns_names=[f"*.{S.APPS_DOMAIN}", S.APPS_DOMAIN])
+        router_chain = published = leaf + intermediate.cert_pem
+        (settings.state_dir / "system-roots.pem").write_bytes(root.cert_pem)
+        ic_spec["defaultCertificate"] = {"name": "custom-default-cert"}
+        await _create(client, path("v1", "secrets", "openshift-ingress"), {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "custom-default-cert", "namespace": "openshift-ingress"},
+            "data": {"tls.crt": _b64(router_chain), "tls.key": _b64(router_key)},
+        })
     await _create(client, path("operator.openshift.io/v1", "ingresscontrollers", "openshift-ingress-operator"), {
         "apiVersion": "operator.openshift.io/v1", "kind": "IngressController",
         "metadata": {"name": "default", "namespace": "openshift-ingress-operator"},
-        "spec": {"replicas": 2},
+        "spec": ic_spec,
     }, {"domain": S.APPS_DOMAIN, "availableReplicas": 2,
         "endpointPublishingStrategy": {"type": "HostNetwork"},
         "conditions": [{"type": "Available", "status": "True", "lastTransitionTime": _now()}]})
@@ -212,12 +228,16 @@ async def seed(client, settings: S.Settings, ingress_ca: CertificateAuthority, a
     await _create(client, path("v1", "secrets", "openshift-ingress"), {
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
         "metadata": {"name": "router-certs-default", "namespace": "openshift-ingress"},
-        "data": {"tls.crt": _b64(router_cert + ingress_ca.cert_pem), "tls.key": _b64(router_key)},
+        # (with a custom default certificate the real router serves that secret; this router serves
+        # router-certs-default, so it holds the custom certificate then)
+        "data": {"tls.crt": _b64(router_chain), "tls.key": _b64(router_key)},
     })
     await _create(client, path("v1", "configmaps", "openshift-config-managed"), {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "default-ingress-cert", "namespace": "openshift-config-managed"},
-        "data": {"ca-bundle.crt": ingress_ca.cert_pem.decode()},
+        # The ingress operator publishes its CA, or the custom default certificate's tls.crt
+        # (cluster-ingress-operator certificate controller, PR #331).
+        "data": {"ca-bundle.crt": published.decode()},
     })
 
     # The ClusterOperator is created from a manifest by the CVO; the operator fills its status.

@@ -71,6 +71,12 @@ class Settings:
     api_watch_drop_rate: float = 0.0  # fraction of watches closed early after a short random time
     api_conflict_rate: float = 0.0    # fraction of updates/patches answered 409 Conflict
     api_chaos_seed: int = 0           # seed of the fault injection's random generator
+    # Trust (issue 7 item 15): the default IngressController has a custom default certificate signed
+    # by a public CA (root -> intermediate -> *.apps leaf). default-ingress-cert then holds that
+    # certificate (leaf + intermediate), as the ingress operator publishes it, not a CA that verifies
+    # alone; the root is only in the stand-in for the machine's trust store, <state_dir>/system-roots.pem
+    # (info.json `system_ca_file`). `--custom-default-certificate` / LOCALCLUSTER_CUSTOM_DEFAULT_CERTIFICATE.
+    custom_default_certificate: bool = False
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":

@@ -195,7 +195,7 @@ def test_blobs_are_in_the_bucket(cluster, registry_backend, backend_route, test_
         push_error = e
     time.sleep(BUCKET_SETTLE_SECONDS)   # the objects must stay, not only be accepted
     bucket = registry_backend.bucket
-    ca_file = steps.write_temp_pem(registry_backend.ca_pem)
+    ca_file = cluster.trust_bundle_file(registry_backend.ca_pem)   # the CA given to the registry + system roots
     keys = set(list_objects(registry_backend.s3_host, bucket.bucket, bucket.access_key, bucket.secret_key,
                             ca_file=ca_file, connect_to=cluster.ingress_for(registry_backend.s3_host),
                             prefix="docker/registry/v2/"))

@@ -218,18 +218,40 @@ class Cluster:
         return self.get_cluster_object(CONFIG_GVR, CONFIG_NAME)
 
     def router_ca_pem(self) -> bytes:
-        """The ingress CA, read from the cluster as OpenShift publishes it."""
+        """The ingress CA, read from the cluster as OpenShift publishes it (with a custom default
+        certificate: that certificate's tls.crt, which needs the system roots to verify)."""
         cm = call(self.core.read_namespaced_config_map, "default-ingress-cert", "openshift-config-managed")
         return (cm.data or {})["ca-bundle.crt"].encode()
 
     @property
     def router_ca_file(self) -> str:
+        """What route connections trust: the cluster's ingress CA bundle AND the system roots (a custom
+        default certificate signed by a public CA verifies only with the latter)."""
         if self._router_ca_file is None:
-            fd, p = tempfile.mkstemp(prefix="router-ca-", suffix=".pem")
-            with os.fdopen(fd, "wb") as f:
-                f.write(self.router_ca_pem())
-            self._router_ca_file = p
+            self._router_ca_file = self.trust_bundle_file(self.router_ca_pem(), prefix="router-ca-")
         return self._router_ca_file
+
+    def trust_bundle_file(self, pem: bytes | str, prefix: str = "trust-") -> str:
+        """A temporary CA file with `pem` and the system roots (`system_roots_pem`)."""
+        pem = pem.encode() if isinstance(pem, str) else pem
+        fd, p = tempfile.mkstemp(prefix=prefix, suffix=".pem")
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem if pem.endswith(b"\n") else pem + b"\n")
+            f.write(self.system_roots_pem())
+        return p
+
+    def system_roots_pem(self) -> bytes:
+        """The machine's trust store (OpenSSL's default CA file, else certifi's), or the local cluster's
+        stand-in for it (info.json `system_ca_file`, --custom-default-certificate)."""
+        out = b""
+        for path in (system_ca_file(), self.info.get("system_ca_file")):
+            if path:
+                try:
+                    data = Path(path).read_bytes()
+                except OSError:
+                    continue
+                out += data if data.endswith(b"\n") else data + b"\n"
+        return out
 
     def ingress_for(self, host: str) -> str | None:
         """Where to connect for a route host: the configured address; None when DNS resolves the
@@ -255,6 +277,21 @@ class Cluster:
     def ingress_reason(self, host: str) -> str | None:
         """Why `ingress_for(host)` answered what it did (for error messages)."""
         return self._ingress_reasons.get(host)
+
+
+def system_ca_file() -> str | None:
+    """The system roots: OpenSSL's default CA file (Debian/RHEL/Fedora bundles), else certifi's."""
+    import ssl
+    paths = ssl.get_default_verify_paths()
+    for p in (paths.cafile, paths.openssl_cafile, "/etc/pki/tls/certs/ca-bundle.crt",
+              "/etc/ssl/certs/ca-certificates.crt"):
+        if p and os.path.isfile(p):
+            return p
+    try:
+        import certifi
+        return certifi.where()
+    except ImportError:
+        return None
 
 
 def load_cluster(kubeconfig: str | os.PathLike, context: str | None = None, *, embedded: bool = False,
