@@ -322,6 +322,7 @@ _DELETERS = {
     "ConfigMap": ("core", "delete_namespaced_config_map", None),
     "Pod": ("core", "delete_namespaced_pod", None),
     "Service": ("core", "delete_namespaced_service", None),
+    "ServiceAccount": ("core", "delete_namespaced_service_account", None),   # the run's registry identities
     "PersistentVolume": ("core", None, "delete_persistent_volume"),
 }
 
