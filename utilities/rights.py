@@ -60,10 +60,8 @@ RIGHTS: list[Right] = [
     *_r("get,list,watch", CONFIG, "clusteroperators",
         "the image-registry ClusterOperator, and the control-plane operators a registry change rolls out",
         readonly=True),
-    *_r("get", CONFIG, "infrastructures", "the vSphere ingress IPs (route hosts that do not resolve)",
-        readonly=True),
-    *_r("get,list,watch", CONFIG, "images", "images.config.openshift.io status (registry host names)",
-        readonly=True),
+    *_r("get", CONFIG, "infrastructures", "the vSphere ingress IPs (route hosts that do not resolve)"),
+    *_r("get,list,watch", CONFIG, "images", "images.config.openshift.io status (registry host names)"),
     *_r("get", "user.openshift.io", "users", "who the run is (users/~)", name="~", readonly=True),
     *_r("get,list,watch", "apps", "deployments", "the registry Deployment", namespace=REGISTRY_NS, readonly=True),
     *_r("get,list,watch", "", "pods", "the registry pods", namespace=REGISTRY_NS, readonly=True),
@@ -74,7 +72,7 @@ RIGHTS: list[Right] = [
     *_r("get", "", "configmaps", "the ingress CA (default-ingress-cert)", namespace="openshift-config-managed",
         readonly=True),
     *_r("get", "", "configmaps", "the service CA (openshift-service-ca.crt) for the per-replica pulls",
-        namespace=REGISTRY_NS, readonly=True),
+        namespace=REGISTRY_NS),
     *_r("list", "storage.k8s.io", "storageclasses", "which backends the cluster can provide", readonly=True),
     # --- changing the Config (destructive runs) ---
     *_r("update,patch", IMAGEREGISTRY, "configs", "set managementState, storage, replicas, defaultRoute; restore"),
@@ -111,8 +109,7 @@ RIGHTS: list[Right] = [
           name="system:image-puller", alternative_role="system:image-puller"),
     *_r("get", RBAC, "clusterroles", "read a ClusterRole's rules when bind is not granted (preflight)"),
     # --- what is in the registry, and what pushes leave behind ---
-    *_r("list", "image.openshift.io", "imagestreams", "is the registry in use (image streams in user namespaces)",
-        readonly=True),
+    *_r("list", "image.openshift.io", "imagestreams", "is the registry in use (image streams in user namespaces)"),
     *_r("delete", "image.openshift.io", "images", "remove the Image objects the run's pushes created"),
     # --- leftovers of earlier runs (labelled objects) ---
     *_r("list", "", "namespaces", "leftovers of earlier runs", readonly=True),
