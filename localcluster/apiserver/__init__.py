@@ -8,7 +8,8 @@ namespaces; "*" matches all). `default_users()` gives kube:admin, nobody and pul
 
 Modules: resources.py (the served resources, data-driven), store.py (objects, resourceVersion, bounded
 watch history, indexes), server.py (HTTP, kube semantics), patch.py, selectors.py, validation.py (CRD
-schemas, `SCHEMAS[(group, plural)]`), errors.py (Status bodies), auth.py, portforward.py
+schemas, `SCHEMAS[(group, plural)]`), errors.py (Status bodies), auth.py, rbac.py (client certificates
+with `client_ca_pem`, ServiceAccount TokenRequest tokens, RBAC from RoleBindings, the escalation check), portforward.py
 (`pods/portforward` over WebSocket: relays to the pod's status.podIP; `create` on pods/portforward),
 chaos.py (fault injection for the suite's requests: `APIServer.chaos`, `GET|PUT|PATCH /localcluster/chaos`;
 requests with the header `X-Localcluster-Component` are exempt).
