@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     chaos.add_argument("--api-conflict-rate", type=float, default=None,
                        help="fraction of updates and patches answered 409 Conflict")
     chaos.add_argument("--api-chaos-seed", type=int, default=None, help="seed of the fault injection")
+    serve.add_argument("--must-gather", dest="must_gather", default=None, metavar="DIR",
+                       help="serve the objects of this must-gather read-only (no controllers; writes "
+                            "answered 405 MethodNotAllowed)")
     serve.add_argument("--log-level", default=os.environ.get("LOCALCLUSTER_LOG_LEVEL", "INFO"))
     return p
 
@@ -82,7 +85,7 @@ async def _serve(args) -> int:
         cluster.write_kubeconfig(args.kubeconfig)
         logging.getLogger("localcluster").info(
             "ready in %.2f s: kubeconfig %s, API %s, router %s", time.monotonic() - started,
-            args.kubeconfig, cluster.api.url, cluster.router.address)
+            args.kubeconfig, cluster.api.url, getattr(cluster.router, "address", None))
         await stop.wait()
         return 0
     finally:

@@ -71,6 +71,9 @@ class Settings:
     api_watch_drop_rate: float = 0.0  # fraction of watches closed early after a short random time
     api_conflict_rate: float = 0.0    # fraction of updates/patches answered 409 Conflict
     api_chaos_seed: int = 0           # seed of the fault injection's random generator
+    # Pre-upgrade review offline (issue 10): serve this must-gather directory read-only through the API
+    # server (no seed, no controllers, router or ODF; writes answered 405). `--must-gather DIR`.
+    must_gather: str = ""
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
