@@ -25,13 +25,13 @@ def summary_line(verdicts: list[Verdict]) -> str:
     return ", ".join(f"{n} {k}" for k, n in c.items() if n) or "no checks"
 
 
-def table(verdicts: list[Verdict], width: int = 120) -> list[str]:
+def table(verdicts: list[Verdict], width: int = 120, cw: int | None = None) -> list[str]:
     """Plain-text table for the terminal: check, verdict, reason (wrapped)."""
-    cw = max([len("check")] + [len(v.check) for v in verdicts])
+    cw = cw or max([len("check")] + [len(v.check) for v in verdicts])
     lines = [f"{'check':<{cw}}  verdict  reason", f"{'-' * cw}  -------  {'-' * 6}"]
     rw = max(30, width - cw - 11)
     for v in verdicts:
-        wrapped = textwrap.wrap(v.reason, rw) or [""]
+        wrapped = textwrap.wrap(v.reason, rw, break_on_hyphens=False, break_long_words=False) or [""]
         lines.append(f"{v.check:<{cw}}  {v.verdict.upper():<7}  {wrapped[0]}")
         lines += [f"{'':<{cw}}  {'':<7}  {w}" for w in wrapped[1:]]
     return lines
