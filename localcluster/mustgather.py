@@ -127,9 +127,10 @@ class MustGather:
                 continue
             for n in sorted(p for p in nsdir.iterdir() if p.is_dir()):
                 ns = n.name
-                for obj in _docs(n / f"{ns}.yaml"):
-                    self.namespaces.add(ns)
-                    self._add(ns_rt, obj)
+                if (n / f"{ns}.yaml").is_file():
+                    for obj in _docs(n / f"{ns}.yaml"):
+                        self.namespaces.add(ns)
+                        self._add(ns_rt, obj)
                 for gdir in sorted(p for p in n.iterdir() if p.is_dir() and p.name != "pods"):
                     for f in sorted(gdir.glob("*.yaml")):
                         rt = self._rt(gdir.name, f.stem)
