@@ -243,6 +243,6 @@ def run_check(view: ClusterView, name: str) -> Verdict:
     except NotGathered as e:
         v = skipped(f"{e.file} is not in the must-gather")
     except NoConfig:
-        v = skipped("no Config cluster (see config-conditions)")
+        v = skipped("no Config cluster to judge (see config-conditions)")
     v.check = name
     return v

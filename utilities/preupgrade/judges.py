@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime
 import re
 
-from utilities.preupgrade.verdicts import (FAIL, PASS, SKIP, WARN, Verdict, failed, passed, skipped, warned,
-                                           worst)
+from utilities.preupgrade.verdicts import (FAIL, PASS, SKIP, WARN, Verdict, failed, not_applicable, passed, skipped,
+                                           warned, worst)
 
 GI = 1024 ** 3
 MIN_CLAIM_BYTES = 100 * GI
@@ -248,7 +248,7 @@ def claim(config: dict, pvc: dict | None, storage_class: dict | None = None,
           class_missing_file: str | None = None) -> Verdict:
     name = claim_name(config)
     if name is None:
-        return skipped("storage is not a claim")
+        return not_applicable("storage is not a claim")
     src = "operator-facts §3.3, §3.4"
     if pvc is None:
         return failed(f"claim openshift-image-registry/{name} does not exist: \"persistentvolumeclaims "
@@ -276,9 +276,9 @@ def claim(config: dict, pvc: dict | None, storage_class: dict | None = None,
 def claim_access(config: dict, pvc: dict | None) -> Verdict:
     name = claim_name(config)
     if name is None:
-        return skipped("storage is not a claim")
+        return not_applicable("storage is not a claim")
     if pvc is None:
-        return skipped(f"claim {name} does not exist (see the claim check)")
+        return not_applicable(f"claim {name} does not exist (see the claim check)")
     modes = _spec(pvc).get("accessModes") or []
     n, strategy = replicas(config), rollout_strategy(config)
     src = "operator-facts §3.3, §10.1"
@@ -309,9 +309,9 @@ def claim_nfs(config: dict, pvc: dict | None, pv: dict | None, storage_class: di
               missing: list[str] = ()) -> Verdict:
     name = claim_name(config)
     if name is None:
-        return skipped("storage is not a claim")
+        return not_applicable("storage is not a claim")
     if pvc is None:
-        return skipped(f"claim {name} does not exist (see the claim check)")
+        return not_applicable(f"claim {name} does not exist (see the claim check)")
     src = "operator-facts §10.4"
     pvspec = _spec(pv)
     if pvspec.get("nfs"):
@@ -343,7 +343,7 @@ def storage_management(config: dict, pvc: dict | None = None, infrastructure_nam
     name = claim_name(config)
     if name is not None:
         if pvc is None:
-            return skipped(f"claim {name} does not exist (see the claim check)")
+            return not_applicable(f"claim {name} does not exist (see the claim check)")
         ann = ((pvc.get("metadata") or {}).get("annotations") or {}).get(OPERATOR_ANNOTATION)
         if ann != "true":
             return warned(f"storage managementState Managed on claim {name}, which the operator did not create "
@@ -389,7 +389,7 @@ S3_KEYS = ("REGISTRY_STORAGE_S3_ACCESSKEY", "REGISTRY_STORAGE_S3_SECRETKEY")
 def s3_credentials(config: dict, user_secret: dict | None, cloud_secret: dict | None = None,
                    platform: str | None = None) -> Verdict:
     if (_spec(config).get("storage") or {}).get("s3") is None:
-        return skipped("storage is not S3")
+        return not_applicable("storage is not S3")
     src = "operator-facts §5.1"
     if user_secret is None:
         if cloud_secret is not None:
@@ -428,7 +428,7 @@ def s3_trusted_ca(config: dict, configmap: dict | None, now: datetime.datetime,
                   warn_days: int = CERT_WARN_DAYS) -> Verdict:
     s3 = (_spec(config).get("storage") or {}).get("s3")
     if s3 is None:
-        return skipped("storage is not S3")
+        return not_applicable("storage is not S3")
     name = ((s3 or {}).get("trustedCA") or {}).get("name")
     src = "operator-facts §5.2"
     if not name:
@@ -465,7 +465,7 @@ def s3_endpoint(config: dict, routes: list[dict], resolves=None, offline: bool =
     """regionEndpoint: a route host of the cluster, or a name that resolves (`resolves(host)`)."""
     s3 = (_spec(config).get("storage") or {}).get("s3")
     if s3 is None:
-        return skipped("storage is not S3")
+        return not_applicable("storage is not S3")
     ep = (s3 or {}).get("regionEndpoint")
     src = "operator-facts §5.3, §5.6"
     if not ep:
@@ -510,7 +510,7 @@ def registry_pods(pods: list[dict]) -> list[dict]:
 def replicas_ready(config: dict, deployment: dict | None, pods: list[dict]) -> Verdict:
     spec = _spec(config)
     if spec.get("managementState") != "Managed":
-        return skipped(f"managementState {spec.get('managementState')}: no replicas to count")
+        return not_applicable(f"managementState {spec.get('managementState')}: no replicas to count")
     want = replicas(config)
     src = "operator-facts §1.4, §6.4"
     if deployment is None:
@@ -546,7 +546,7 @@ def _pod_problem(pod: dict) -> str:
 
 def replicas_spread(config: dict, pods: list[dict]) -> Verdict:
     if _spec(config).get("managementState") != "Managed":
-        return skipped("no registry pods (not Managed)")
+        return not_applicable("no registry pods (not Managed)")
     ready = [p for p in registry_pods(pods) if pod_ready(p)]
     by_node: dict[str, list[str]] = {}
     for p in ready:
@@ -648,7 +648,7 @@ def routes(config: dict, routes_: list[dict], image_config: dict | None = None) 
     spec = _spec(config)
     src = "operator-facts §4.4, §12.4"
     if spec.get("managementState") != "Managed":
-        return skipped("not Managed: the operator keeps no route")
+        return not_applicable("not Managed: the operator keeps no route")
     wanted = (["default-route"] if spec.get("defaultRoute") else []) + [r.get("name") for r in spec.get("routes") or []]
     by_name = {r["metadata"]["name"]: r for r in routes_ or []}
     if not wanted:
@@ -692,7 +692,7 @@ def node_ca(daemonset: dict | None) -> Verdict:
 def operator_version(co: dict | None, cluster_version: dict | None) -> Verdict:
     src = "operator-facts §6.3 (status.versions)"
     if co is None or cluster_version is None:
-        return skipped("no ClusterOperator or ClusterVersion to compare")
+        return not_applicable("no ClusterOperator or ClusterVersion to compare")
     ver = next((v.get("version") for v in _status(co).get("versions") or [] if v.get("name") == "operator"), None)
     cv = _status(cluster_version)
     desired = (cv.get("desired") or {}).get("version")

@@ -34,6 +34,11 @@ def skipped(reason: str, source: str = "") -> Verdict:
     return Verdict(SKIP, reason, source)
 
 
+def not_applicable(reason: str, source: str = "") -> Verdict:
+    """A skip because the check does not apply to this cluster (no claim, not S3, not Managed)."""
+    return Verdict(SKIP, f"does not apply: {reason}", source)
+
+
 def worst(findings: list[Verdict], ok_reason: str = "", ok_source: str = "") -> Verdict:
     """One verdict out of several findings: the worst one wins; the reasons of every finding at that
     level are joined, the others dropped (a pass says what was checked)."""
