@@ -702,6 +702,9 @@ def operator_version(co: dict | None, cluster_version: dict | None) -> Verdict:
     if cvc.get("Progressing", {}).get("status") == "True":
         findings.append(warned(f"an upgrade is already in progress: {cvc['Progressing'].get('message') or desired}",
                                "ClusterVersion conditions"))
+    if cvc.get("Upgradeable", {}).get("status") == "False":
+        findings.append(warned(f"ClusterVersion Upgradeable=False: {(cvc['Upgradeable'].get('message') or '').strip()}"
+                               .rstrip(": "), "ClusterVersion conditions"))
     if cvc.get("Failing", {}).get("status") == "True":
         findings.append(warned(f"ClusterVersion Failing: {cvc['Failing'].get('message') or ''}".strip(),
                                "ClusterVersion conditions"))
