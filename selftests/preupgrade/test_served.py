@@ -205,3 +205,14 @@ def test_a_directory_that_is_not_a_must_gather_is_refused(tmp_path):
         image_dirs(tmp_path / "empty")
     with pytest.raises(MustGatherError, match="does not exist"):
         image_dirs(tmp_path / "nowhere")
+
+
+def test_a_user_who_may_not_read_gets_cannot_tell(tmp_path):
+    from utilities.kube import load_cluster
+    from utilities.preupgrade.gather import ClusterView
+    root = mgw.write(tmp_path / "mg", mgw.healthy_pvc())
+    with mgw.served(root, tmp_path / "lc") as (_, lc):
+        c = load_cluster(lc.kubeconfig, "nobody")
+        v = run_check(ClusterView(c, offline=True), "storage")
+        c.api_client.close()
+    assert v.verdict == "skip" and "cannot tell" in v.reason and "cluster-admin" in v.reason, v

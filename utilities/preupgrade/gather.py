@@ -244,5 +244,13 @@ def run_check(view: ClusterView, name: str) -> Verdict:
         v = skipped(f"{e.file} is not in the must-gather")
     except NoConfig:
         v = skipped("no Config cluster to judge (see config-conditions)")
+    except ApiException as e:
+        if e.status != 403:
+            raise
+        try:
+            msg = json.loads(e.body or "{}").get("message") or e.reason
+        except ValueError:
+            msg = e.reason
+        v = skipped(f"cannot tell: the user may not read what the check needs ({msg}); run as cluster-admin")
     v.check = name
     return v
