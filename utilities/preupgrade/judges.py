@@ -241,7 +241,14 @@ def storage(config: dict, production: bool = False) -> Verdict:
         if replicas(config) > 1:
             findings.append(failed(f"emptyDir with {replicas(config)} replicas: each pod has its own empty "
                                    f"storage, pulls through the service fail (blob unknown)", "operator-facts §3.5"))
-    return worst(findings, f"storage {t}", src)
+    return worst(findings, f"storage {t}" + _storage_detail(t, (spec.get("storage") or {}).get(t) or {}), src)
+
+
+def _storage_detail(t: str, member: dict) -> str:
+    keys = {"s3": ("bucket", "region", "regionEndpoint"), "pvc": ("claim",), "azure": ("accountName", "container"),
+            "gcs": ("bucket", "region"), "swift": ("container",), "ibmcos": ("bucket", "location")}.get(t, ())
+    parts = [f"{k} {member[k]}" for k in keys if member.get(k)]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def claim(config: dict, pvc: dict | None, storage_class: dict | None = None,
@@ -526,9 +533,10 @@ def replicas_ready(config: dict, deployment: dict | None, pods: list[dict]) -> V
         return failed(f"no registry pod is ready ({detail}): {not_ready}", src)
     if len(ready) < want:
         return warned(f"fewer ready registry pods than asked ({detail}): a node drain during the upgrade can "
-                      f"take the registry down", src)
+                      f"take the registry down; find why the others are not ready (events check)", src)
     if len(mine) > want:
-        return warned(f"more registry pods than asked ({detail}): a rollout is under way", src)
+        return warned(f"more registry pods than asked ({detail}): a rollout is under way or stuck; let it "
+                      f"finish before upgrading", src)
     return passed(detail, src)
 
 
@@ -556,7 +564,8 @@ def replicas_spread(config: dict, pods: list[dict]) -> Verdict:
     if crowded:
         return warned("; ".join(f"{len(ps)} registry pods on node {n} ({', '.join(sorted(ps))})"
                                 for n, ps in sorted(crowded.items()))
-                      + ": draining that node during the upgrade takes them all down", src)
+                      + ": draining that node during the upgrade takes them all down; restore the default "
+                      "topology spread (no nodeSelector) or add schedulable workers, then delete one pod", src)
     if len(ready) <= 1:
         return passed(f"{len(ready)} ready registry pod: nothing to spread", src)
     return passed(f"{len(ready)} ready registry pods on {len(by_node)} nodes", src)
@@ -606,7 +615,9 @@ def events(events_: list[dict], pods: list[dict], pvcs: list[dict], now: datetim
     if live:
         parts = [f"{r} x{n} on {k} {nm} (latest {t:%H:%M:%S}Z: \"{m.splitlines()[0] if m else ''}\")"
                  for (r, k, nm), (t, n, m) in sorted(live.items(), key=lambda kv: kv[1][0], reverse=True)]
-        return warned(f"Warning events in openshift-image-registry in the {window}: " + "; ".join(parts), src)
+        return warned(f"Warning events in openshift-image-registry in the {window}: " + "; ".join(parts)
+                      + "; fix their cause (oc -n openshift-image-registry describe the objects) before upgrading",
+                      src)
     note = (f"; {sum(v[1] for v in history.values())} earlier warning(s) "
             f"({', '.join(sorted({k[0] for k in history}))}) on objects now healthy or gone") if history else ""
     return passed(f"no unresolved Warning events in the {window}{note}", src)
@@ -620,11 +631,11 @@ def pruner(pruner_: dict | None, cronjob: dict | None = None, jobs: list[dict] |
     findings = []
     if _spec(pruner_).get("suspend"):
         findings.append(warned("the image pruner is suspended (spec.suspend): unreferenced images are not "
-                               "pruned and storage grows", src))
+                               "pruned and storage grows; set imagepruners/cluster spec.suspend false", src))
     failed_c = conditions(pruner_).get("Failed") or {}
     if failed_c.get("status") == "True":
         findings.append(warned(f"the image pruner's last job failed: {_cond_text(failed_c)} (the ClusterOperator "
-                               f"turns Degraded/ImagePrunerJobFailed)", src))
+                               f"turns Degraded/ImagePrunerJobFailed); read the job's log", src))
     if cronjob is not None and _spec(cronjob).get("suspend") and not _spec(pruner_).get("suspend"):
         findings.append(warned(f"CronJob {cronjob['metadata']['name']} is suspended", src))
     done = [j for j in jobs or [] if (j.get("metadata") or {}).get("name", "").startswith("image-pruner")]
@@ -685,7 +696,8 @@ def node_ca(daemonset: dict | None) -> Verdict:
     if want and not avail:
         return failed(f"node-ca has no available pod (0/{want})", src)
     if avail < want or updated < want:
-        return warned(f"node-ca: {avail}/{want} available, {updated}/{want} updated", src)
+        return warned(f"node-ca: {avail}/{want} available, {updated}/{want} updated: some nodes do not get the "
+                      f"registry's CA; look at the node-ca pods of the missing nodes", src)
     return passed(f"node-ca: {avail}/{want} available", src)
 
 
@@ -713,7 +725,8 @@ def operator_version(co: dict | None, cluster_version: dict | None) -> Verdict:
                                f"has not finished rolling out", src))
     elif desired and ver != desired:
         findings.append(warned(f"the ClusterOperator reports {ver}, the cluster is at {desired} "
-                               f"({hist.get('state')}): the registry did not finish the last upgrade", src))
+                               f"({hist.get('state')}): the registry did not finish the last upgrade; wait for it "
+                               f"(or find what holds its rollout) before the next one", src))
     return worst(findings, f"operator {ver} = cluster {desired} ({hist.get('state') or 'no history'})", src)
 
 
