@@ -102,6 +102,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "serve":
+        if args.must_gather:
+            from localcluster.mustgather import MustGatherError, image_dirs
+            try:
+                image_dirs(Path(args.must_gather))
+            except MustGatherError as e:
+                print(f"localcluster: {e}", file=sys.stderr)
+                return 2
         try:
             return asyncio.run(_serve(args))
         except Exception as e:  # noqa: BLE001
