@@ -11,10 +11,13 @@ PYTEST_ARGS ?=
 CLUSTER_KUBECONFIG ?=
 CLUSTER_CONTEXT ?=
 ALLOW_DESTRUCTIVE ?=
+# Pre-upgrade review of a must-gather, offline: make validate MUST_GATHER=DIR (only the readonly checks run).
+MUST_GATHER ?=
 # Path options are passed as --opt=VALUE: pytest would otherwise take the path for a test path.
 CLUSTER_ARGS := $(if $(CLUSTER_KUBECONFIG),--kubeconfig=$(abspath $(CLUSTER_KUBECONFIG))) \
 	$(if $(CLUSTER_CONTEXT),--context=$(CLUSTER_CONTEXT)) \
-	$(if $(filter yes true 1,$(ALLOW_DESTRUCTIVE)),--allow-destructive)
+	$(if $(filter yes true 1,$(ALLOW_DESTRUCTIVE)),--allow-destructive) \
+	$(if $(MUST_GATHER),--must-gather=$(abspath $(MUST_GATHER)))
 
 .PHONY: validate test setup
 

@@ -7,7 +7,8 @@ import pytest
 
 from utilities.reports import RUN_DIR, RUN_ID, new_run_id, prepare_run_dir
 
-pytest_plugins = ["fixtures.cluster", "fixtures.safety", "fixtures.registry", "fixtures.storage"]
+pytest_plugins = ["fixtures.cluster", "fixtures.safety", "fixtures.registry", "fixtures.storage",
+                  "fixtures.preupgrade"]
 
 ROOT = Path(__file__).resolve().parent
 
@@ -37,6 +38,12 @@ def pytest_addoption(parser):
     g.addoption("--storage-class", action="append", default=[], metavar="BACKEND=CLASS",
                 help="point a backend at another storage class (block, cephfs) or ObjectBucketClaim class "
                      "(ceph-rgw, noobaa) (repeatable)")
+    # Pre-upgrade review (issue 10; fixtures/preupgrade.py).
+    g.addoption("--must-gather", default=None, metavar="DIR",
+                help="review a must-gather offline: the local cluster serves DIR read-only and only the "
+                     "readonly checks run")
+    g.addoption("--production", action="store_true", default=False,
+                help="the cluster is a production cluster: emptyDir storage fails the review instead of warning")
 
 
 def _runs_the_suite(config) -> bool:

@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     chaos.add_argument("--api-conflict-rate", type=float, default=None,
                        help="fraction of updates and patches answered 409 Conflict")
     chaos.add_argument("--api-chaos-seed", type=int, default=None, help="seed of the fault injection")
+    serve.add_argument("--must-gather", dest="must_gather", default=None, metavar="DIR",
+                       help="serve the objects of this must-gather read-only (no controllers; writes "
+                            "answered 405 MethodNotAllowed)")
     serve.add_argument("--log-level", default=os.environ.get("LOCALCLUSTER_LOG_LEVEL", "INFO"))
     return p
 
@@ -85,8 +88,9 @@ async def _serve(args) -> int:
         cluster.write_kubeconfig(args.kubeconfig)
         logging.getLogger("localcluster").info(
             "ready in %.2f s: kubeconfig %s, API %s, router %s", time.monotonic() - started,
-            args.kubeconfig, cluster.api.url, cluster.router.address)
-        print(suite_command(args.kubeconfig, cluster.router.address), flush=True)
+            args.kubeconfig, cluster.api.url, getattr(cluster.router, "address", None))
+        if getattr(cluster, "router", None) is not None:
+            print(suite_command(args.kubeconfig, cluster.router.address), flush=True)
         await stop.wait()
         return 0
     finally:
@@ -113,6 +117,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "serve":
+        if args.must_gather:
+            from localcluster.mustgather import MustGatherError, image_dirs
+            try:
+                image_dirs(Path(args.must_gather))
+            except MustGatherError as e:
+                print(f"localcluster: {e}", file=sys.stderr)
+                return 2
         try:
             return asyncio.run(_serve(args))
         except Exception as e:  # noqa: BLE001

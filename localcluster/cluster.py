@@ -34,6 +34,7 @@ class LocalCluster:
         self.api_ca: CertificateAuthority | None = None
         self.odf = None        # localcluster.odf.ODF when settings.odf
         self.netproxy = None   # localcluster.netproxy.NetProxy
+        self.must_gather = None  # localcluster.mustgather.MustGather when serving one
 
     # ------------------------------------------------------------------ start
     async def start(self) -> None:
@@ -57,6 +58,10 @@ class LocalCluster:
                              client_ca_pem=self.client_ca.cert_pem)
         await self.api.start()
         log.info("API server at %s", self.api.url)
+        if s.must_gather:       # issue 10: a must-gather, read-only; nothing else runs
+            from localcluster.mustgather import serve_into
+            self.must_gather = serve_into(self.api, Path(s.must_gather))
+            return
 
         ingress_ca = CertificateAuthority.create("ingress-operator@localcluster")
         service_ca = CertificateAuthority.create("openshift-service-serving-signer@localcluster")
@@ -147,6 +152,12 @@ class LocalCluster:
         }
 
     def info(self) -> dict:
+        if self.must_gather is not None:
+            mg = self.must_gather
+            return {"api_url": self.api.url, "ingress_address": None, "state_dir": str(self.settings.state_dir),
+                    "pid": os.getpid(), "must_gather": {
+                        "dir": str(mg.root), "image_dirs": [str(d) for d in mg.dirs],
+                        "captured_at": mg.captured_at, "objects": len(mg.objects)}}
         return {
             "api_url": self.api.url,
             "ingress_address": self.router.address,

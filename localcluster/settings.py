@@ -77,6 +77,9 @@ class Settings:
     # alone; the root is only in the stand-in for the machine's trust store, <state_dir>/system-roots.pem
     # (info.json `system_ca_file`). `--custom-default-certificate` / LOCALCLUSTER_CUSTOM_DEFAULT_CERTIFICATE.
     custom_default_certificate: bool = False
+    # Pre-upgrade review offline (issue 10): serve this must-gather directory read-only through the API
+    # server (no seed, no controllers, router or ODF; writes answered 405). `--must-gather DIR`.
+    must_gather: str = ""
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":

@@ -86,6 +86,9 @@ RESOURCES: list[ResourceType] = [
     _r("apps", "v1", "DaemonSet", "daemonsets", True, ("status",), ("ds",), categories=("all",)),
     _r("apps", "v1", "StatefulSet", "statefulsets", True, ("status", "scale"), ("sts",),
        categories=("all",)),
+    # batch (the image pruner's CronJob and its Jobs; issue 10)
+    _r("batch", "v1", "CronJob", "cronjobs", True, ("status",), ("cj",), categories=("all",)),
+    _r("batch", "v1", "Job", "jobs", True, ("status",), categories=("all",)),
     # policy, storage, coordination, events
     _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("status",), ("pdb",)),
     _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, (), ("sc",)),

@@ -38,6 +38,8 @@ _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _WRITE_VERBS = ("get", "patch", "update")
 # The request's Chaos (or None when the caller is a local cluster component, exempt from faults).
 _CHAOS = web.RequestKey("localcluster_chaos", object)
+REQUESTS_PATH = "/localcluster/requests"
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 
 
 def now_iso(offset: float = 0) -> str:
@@ -133,6 +135,13 @@ class APIServer:
         self._orphan: set[str] = set()    # uids whose dependents are orphaned when they go
         self._ns_tasks: dict[str, asyncio.Task] = {}
         self.stats = {"requests": 0, "watches": 0}   # counters, for tests and debugging
+        # Requests by verb (issue 10: a read-only run must make no write): the suite's requests (no
+        # X-Localcluster-Component header) under "client", the cluster's own under "components".
+        # GET /localcluster/requests answers them (admin only).
+        self.requests_by_verb = {"client": {}, "components": {}}
+        # Read-only (a must-gather served by `serve --must-gather`): writes are answered 405.
+        self.read_only = False
+        self.not_gathered = None   # callable(rt, namespace, name) -> missing file or None
         # Fault injection (chaos.py): initial values from settings, changed through PUT /localcluster/chaos.
         self.chaos = Chaos.from_settings(settings)
         self._websockets: set = set()   # open pods/portforward connections
@@ -213,6 +222,10 @@ class APIServer:
             user = self._authenticate(request)
             if path == CHAOS_PATH:
                 return await self._chaos_endpoint(request, user)
+            if path == REQUESTS_PATH:
+                if not user.allowed("get", "localcluster", "requests"):
+                    raise APIError(403, "Forbidden", f'User "{user.name}" cannot get {REQUESTS_PATH}', {})
+                return self._json(self.requests_by_verb)
             exempt = bool(request.headers.get(COMPONENT_HEADER))
             request[_CHAOS] = None if exempt else self.chaos
             if not exempt and self.chaos.active:
@@ -311,6 +324,8 @@ class APIServer:
             raise self._not_found_path()
         q = request.query
         if sub in CONNECT_SUBRESOURCES:
+            if self.read_only:
+                raise errors.method_not_allowed()
             return await self._connect(request, user, rt, namespace, name, sub)
         if method == "GET":
             verb = "get" if name else ("watch" if _truthy(q.get("watch")) else "list")
@@ -324,6 +339,11 @@ class APIServer:
             verb = "delete" if name else "deletecollection"
         else:
             raise errors.method_not_allowed()
+        who = "components" if request.headers.get(COMPONENT_HEADER) else "client"
+        counts = self.requests_by_verb[who]
+        # An access review is a POST that stores nothing: counted apart from the writes.
+        key = "review" if rt.plural == "selfsubjectaccessreviews" else verb
+        counts[key] = counts.get(key, 0) + 1
         if rt.plural == "selfsubjectaccessreviews":
             if verb != "create" or name:
                 raise errors.method_not_allowed()
@@ -332,8 +352,17 @@ class APIServer:
             raise errors.method_not_allowed()
         if verb not in rt.verbs:
             raise errors.method_not_allowed()
+        if self.read_only and verb in WRITE_VERBS:
+            raise errors.method_not_allowed()
         if not self.allowed(user, verb, group, rt.plural, sub, name, namespace):
             raise errors.forbidden(user.name, verb, group, rt.plural, sub, name, namespace)
+        if self.not_gathered is not None and verb in ("get", "list", "watch"):
+            missing = self.not_gathered(rt, namespace, name)
+            if missing:
+                raise APIError(404, "NotFound", f"{rt.qualified} not in the must-gather: {missing} is missing",
+                               {"kind": rt.plural, "name": name,
+                                "causes": [{"reason": "MustGatherFileMissing", "field": missing,
+                                            "message": f"{missing} is not in the must-gather"}]})
         if rt.key == ("", "v1", "serviceaccounts") and sub == "token":
             if verb != "create":
                 raise errors.method_not_allowed()
