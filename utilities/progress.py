@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shutil
 import sys
 import threading
@@ -64,6 +65,37 @@ def fit(text: str, columns: int | None = None) -> str:
     return text if len(text) <= columns else text[:columns - 1] + "…"
 
 
+_DEPLOY = re.compile(r"Deployment [\w-]+: replicas=(\d+), updatedReplicas=(\d+), readyReplicas=(\d+), "
+                     r"availableReplicas=(\d+)")
+_POD = re.compile(r"pod ([\w.-]+): phase=(\w+) ready=(\w+)")
+_COND = re.compile(r"^(?:Config(?: conditions)?: )?(\w+=\w+/\w*):")
+
+
+def condense(state: str) -> str:
+    """The live line's short form of a wait's state (utilities/waits.py `describe_snapshot` and
+    `format_conditions` texts): "0/1 ready; pod x Pending; Available=False/NoReplicasAvailable; ...".
+    Anything else is kept as it is."""
+    parts = [p.strip() for p in state.split("; ") if p.strip()]
+    want = next((m.group(1) for p in parts for m in [re.search(r"spec\.replicas=(\d+)", p)] if m), None)
+    head, pods, conds, rest = [], [], [], []
+    for p in parts:
+        if m := _DEPLOY.search(p):
+            head.append(f"{m.group(3)}/{want or m.group(1)} ready")
+        elif m := _POD.search(p):
+            pods.append(f"pod {m.group(1)} {m.group(2)}" + (" (ready)" if m.group(3) == "True" else "")
+                        + (" terminating" if "terminating" in p else ""))
+        elif "spec.replicas=" in p:
+            continue
+        elif m := _COND.search(p):
+            if not re.search(r"=(False|True)/:?$", m.group(1)) or m.group(1).split("=")[0] == "Available":
+                conds.append(m.group(1))
+        else:
+            rest.append(p)
+    if not (head or pods or conds):
+        return state
+    return "; ".join(head + pods + conds + rest)
+
+
 class Task:
     """One long wait. `update(state)`: the live line; a log record when the state changed."""
 
@@ -90,7 +122,7 @@ class Task:
         sink = _live_sink()
         if sink is not None:
             with _lock:
-                sink(fit(self.line()), False)
+                sink(fit(self.line(condense(self.state))), False)
 
     def finish(self, outcome: str = "done") -> None:
         if self.state is not None:          # a task that never waited logs nothing
