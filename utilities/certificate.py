@@ -23,7 +23,8 @@ SUITE_VERSION = "0.11.0"
 RESULTS_FILE = "results.json"
 NO_BACKEND = "-"           # checks that are not crossed with a storage backend
 
-OUTCOME_MARK = {"passed": "✅", "failed": "❌", "error": "❌", "skipped": "⏭", "xfailed": "⚠", "xpassed": "⚠",
+# Marks every common font has (DejaVu included), so the pages read the same everywhere.
+OUTCOME_MARK = {"passed": "✓", "failed": "✗", "error": "✗", "skipped": "–", "xfailed": "!", "xpassed": "!",
                 "not run": "·"}
 BAD = ("failed", "error")
 
@@ -305,7 +306,7 @@ def certificate_md(rec: RunRecord) -> str:
              "| | |", "|---|---|"] + [f"| {k} | {_one_line(v, 600)} |" for k, v in _summary_rows(rec)]
     lines += ["", "## Backends", "", "| backend | certified | why | time |", "|---|---|---|---|"]
     for b, (ok, why) in verdicts.items():
-        lines.append(f"| {b} | {'✅ yes' if ok else '❌ no'} | {_one_line(why)} | {durations.get(b, 0.0):.1f} s |")
+        lines.append(f"| {b} | {'✓ yes' if ok else '✗ no'} | {_one_line(why)} | {durations.get(b, 0.0):.1f} s |")
     if NO_BACKEND in durations:
         lines.append(f"| (procedure checks) | | | {durations[NO_BACKEND]:.1f} s |")
     lines += ["", "## Matrix", "", matrix_md(rec)]

@@ -24,12 +24,12 @@ def test_matrix_and_certificate_of_a_real_run(small_run):
     assert verdicts["default-pvc"][0] is False and "ProvisioningFailed" in verdicts["default-pvc"][1]
     assert verdicts["cephfs"] == (False, "not run (deselected)")
     md = (run_dir / "certificate.md").read_text()
-    for text in ("4.18.12", "VSphere", "vsphere-local", "Restore | restored", "| emptydir | ✅ yes",
-                 "| default-pvc | ❌ no", rec.suite_version):
+    for text in ("4.18.12", "VSphere", "vsphere-local", "Restore | restored", "| emptydir | ✓ yes",
+                 "| default-pvc | ✗ no", rec.suite_version):
         assert text in md, text
     assert "ProvisioningFailed" in (run_dir / "matrix.md").read_text()
     html = (run_dir / "matrix.html").read_text()
-    assert "<details><summary>❌ error</summary>" in html and "vsan file service may be disabled" in html
+    assert "<details><summary>✗ error</summary>" in html and "vsan file service may be disabled" in html
     steps = {s["step"] for s in rec.steps}
     assert {"configure_backend", "wait_for_rollout", "RegistryClient.push_image"} <= steps, steps
 
