@@ -53,6 +53,7 @@ class RunRecord:
     steps: list = dataclasses.field(default_factory=list)     # {"name", "backend", "check", "duration", "status"}
     restore: dict = dataclasses.field(default_factory=dict)   # {"verdict", "detail"}
     exitstatus: int | None = None
+    stopped: str = ""             # why the run stopped early (a preflight check, the lock, Ctrl-C)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -296,6 +297,7 @@ def _summary_rows(rec: RunRecord) -> list[tuple[str, str]]:
         ("Suite version", rec.suite_version),
         ("Run id", rec.run_id),
         ("Outcomes", ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no check ran"),
+        ("Exit status", f"{rec.exitstatus}" + (f" (stopped: {rec.stopped})" if rec.stopped else "")),
         ("Restore", f"{(rec.restore or {}).get('verdict', 'unknown')}: {(rec.restore or {}).get('detail', '')}"),
     ]
 

@@ -51,3 +51,19 @@ def test_evidence_of_the_failed_setup_is_kept(small_run):
             "registry_pods.yaml", "PVCs.yaml", "events.txt", "failure.txt"} <= files, files
     events = (dirs[0] / "events.txt").read_text()
     assert "ProvisioningFailed" in events and "vsan file service may be disabled" in events
+
+
+def test_a_run_stopped_by_a_preflight_check_still_leaves_its_certificate(tmp_path):
+    import subprocess
+    import sys
+
+    from utilities.localcluster_process import REPO_ROOT
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           f"--kubeconfig={tmp_path / 'missing'}", f"--reports-dir={tmp_path}", "--run-id=stopped"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stdout + proc.stderr
+    rec = certificate.load(tmp_path / "stopped")
+    assert rec.exitstatus == 9 and "cannot use the kubeconfig" in rec.stopped
+    md = (tmp_path / "stopped" / "certificate.md").read_text()
+    assert "| Exit status | 9 (stopped: cannot use the kubeconfig" in md
+    assert "not run (deselected)" in md or "No check ran." in md
