@@ -6,6 +6,7 @@ kubeconfig, runs the suite's preflight checks on that cluster (and refuses to go
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import html
 import tempfile
@@ -41,6 +42,7 @@ def connect(kubeconfig: str | None = None, context: str | None = None, *, allow_
             raise SystemExit(e.message) from None
     workdir = Path(workdir or tempfile.mkdtemp(prefix="notebook-localcluster-"))
     local = LocalClusterProcess(workdir, list(localcluster_args)).start()
+    atexit.register(local.stop)       # a kernel that stops half-way does not leave the cluster running
     try:
         cluster = load_cluster(local.kubeconfig, embedded=True, ingress_address=local.info.get("ingress_address"),
                                info=local.info)
