@@ -19,13 +19,36 @@ CLUSTER_ARGS := $(if $(CLUSTER_KUBECONFIG),--kubeconfig=$(abspath $(CLUSTER_KUBE
 	$(if $(filter yes true 1,$(ALLOW_DESTRUCTIVE)),--allow-destructive) \
 	$(if $(MUST_GATHER),--must-gather=$(abspath $(MUST_GATHER)))
 
-.PHONY: validate test setup
+.PHONY: validate test setup report report-setup test-setup
+# Reports (issue 11): Allure 3 from npm in a project-local dir; Chromium for the report and notebook selftests.
+ALLURE_DIR := .cache/allure
+ALLURE_CLI := $(ALLURE_DIR)/node_modules/.bin/allure
+ALLURE_VERSION := 3.18.0
+CHROMIUM := /usr/bin/chromium
+RUN_DIR ?= reports/latest
 
 validate: setup
 	$(PY) -m pytest $(strip $(CLUSTER_ARGS)) $(PYTEST_ARGS)
 
-test: setup
+test: setup test-setup
 	$(PY) -m pytest selftests $(PYTEST_ARGS)
+
+# Render reports/latest/allure-report/index.html (history kept in reports/allure-history.jsonl).
+report: report-setup
+	$(PY) -m utilities.allure_report $(RUN_DIR)
+
+report-setup: $(VENV)/.installed $(ALLURE_CLI)
+
+test-setup: report-setup $(CHROMIUM)
+
+$(ALLURE_CLI):
+	@command -v npm >/dev/null || { $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm; }
+	npm install --prefix $(ALLURE_DIR) --no-audit --no-fund --loglevel=error allure@$(ALLURE_VERSION)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
 setup: $(REGISTRY_BIN) $(VENV)/.installed
 

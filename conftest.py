@@ -8,7 +8,7 @@ import pytest
 from utilities.reports import RUN_DIR, RUN_ID, new_run_id, prepare_run_dir
 
 pytest_plugins = ["fixtures.cluster", "fixtures.safety", "fixtures.registry", "fixtures.storage",
-                  "fixtures.preupgrade"]
+                  "fixtures.preupgrade", "fixtures.reporting"]
 
 ROOT = Path(__file__).resolve().parent
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from utilities import kube
+from utilities import kube, progress
 from utilities.kube import (CLUSTEROPERATOR_GVR, CONFIG_GVR, CONFIG_NAME, REGISTRY_DEPLOYMENT,
                             REGISTRY_NAMESPACE, REGISTRY_POD_SELECTOR, Cluster)
 
@@ -99,7 +99,7 @@ def _wait_loop(feed_sources, evaluate: Callable[[], Any], timeout: float, descri
     """Evaluate now, then after every change (or every RESYNC_SECONDS); `evaluate` returns a truthy
     value to finish or raises to fail."""
     deadline = time.monotonic() + timeout
-    with ChangeFeed(feed_sources) as feed:
+    with ChangeFeed(feed_sources) as feed, progress.task(what) as task:
         while True:
             result = evaluate()
             if result:
@@ -107,6 +107,7 @@ def _wait_loop(feed_sources, evaluate: Callable[[], Any], timeout: float, descri
             left = deadline - time.monotonic()
             if left <= 0:
                 raise WaitTimeout(f"{what}: not reached within {timeout:.0f}s; {describe()}")
+            task.update(describe())
             feed.wait(min(left, RESYNC_SECONDS))
 
 

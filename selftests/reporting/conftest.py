@@ -1,0 +1,35 @@
+"""One small real run of the suite on a local cluster, shared by the reporting selftests: a check that
+passes with steps (push and pull on emptyDir), a read-only check, and a backend whose set-up fails
+(default-pvc without vSAN file services: ProvisioningFailed), so a failed check has evidence."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from utilities.localcluster_process import REPO_ROOT
+
+SELECTION = ["tests/test_management_state.py::test_config_and_clusteroperator_exist",
+             "tests/test_storage_backends.py", "-k",
+             "exist or (default-pvc and rollout_completes) or (emptydir and push_and_pull)"]
+
+
+@dataclasses.dataclass
+class Run:
+    reports: Path
+    run_dir: Path
+    proc: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> Run:
+    reports = tmp_path_factory.mktemp("reporting") / "reports"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *SELECTION, "-q", "-p", "no:cacheprovider", f"--reports-dir={reports}",
+         "--run-id=small", "--rollout-timeout=60", "--localcluster-arg=--no-vsan-file-services"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, f"the run should fail (default-pvc cannot provision):\n{proc.stdout[-3000:]}"
+    return Run(reports, reports / "small", proc)

@@ -1,0 +1,128 @@
+"""utilities/progress.py: one live line on a terminal, a log line per change of state, nothing per poll
+on a pipe; and the suite's waits use it (a real run in a pseudo-terminal and through a pipe)."""
+from __future__ import annotations
+
+import logging
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+
+from utilities import progress
+from utilities.localcluster_process import REPO_ROOT
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_live_line_on_a_terminal_and_one_log_line_per_change(caplog):
+    lines = []
+    progress.set_sink(lambda text, final: lines.append((text, final)), is_tty=True)
+    try:
+        clock = Clock()
+        caplog.set_level(logging.INFO, logger="utilities.progress")
+        t = progress.Task("rollout", clock=clock)
+        for i, state in enumerate(["1/2 ready: pod a Pending, FailedScheduling"] * 5 + ["2/2 ready"] * 3):
+            clock.t = float(i)
+            t.update(state)
+        t.finish()
+    finally:
+        progress.set_sink(None, is_tty=False)
+    assert len(lines) == 9 and lines[-1] == ("", True)          # 8 live updates, then cleared
+    assert lines[0] == ("rollout, 0 s: 1/2 ready: pod a Pending, FailedScheduling", False)
+    assert lines[4] == ("rollout, 4 s: 1/2 ready: pod a Pending, FailedScheduling", False)
+    logged = [r.getMessage() for r in caplog.records if r.name == "utilities.progress"]
+    assert logged == ["rollout, 0 s: 1/2 ready: pod a Pending, FailedScheduling", "rollout, 5 s: 2/2 ready",
+                      "rollout: done after 7 s"]
+
+
+def test_no_live_line_without_a_terminal(caplog):
+    lines = []
+    progress.set_sink(lambda text, final: lines.append(text), is_tty=False)
+    try:
+        caplog.set_level(logging.INFO, logger="utilities.progress")
+        with progress.task("wait") as t:
+            for _ in range(20):
+                t.update("same state")
+    finally:
+        progress.set_sink(None, is_tty=False)
+    assert lines == []
+    assert len([r for r in caplog.records if r.name == "utilities.progress"]) == 2   # the state, the end
+
+
+def test_fit_cuts_to_one_line():
+    assert progress.fit("a\nb  c", 80) == "a b c"
+    assert progress.fit("x" * 100, 10) == "x" * 9 + "…"
+
+
+def test_module_level_update_and_done(caplog):
+    caplog.set_level(logging.INFO, logger="utilities.progress")
+    progress.update("pending", what="claim")
+    progress.update("pending", what="claim")
+    progress.done()
+    msgs = [r.getMessage() for r in caplog.records if r.name == "utilities.progress"]
+    assert msgs[0].startswith("claim, 0 s: pending") and msgs[1].startswith("claim: done after") and len(msgs) == 2
+
+
+SELECT = ["tests/test_storage_backends.py", "-k", "emptydir and rollout_completes", "-p", "no:cacheprovider",
+          "--rollout-timeout=60"]
+
+
+def _run_in_pty(args, env, timeout=300) -> bytes:
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(REPO_ROOT)
+        os.execve(sys.executable, [sys.executable, *args], env)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 1.0)
+            if r:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+    finally:
+        os.waitpid(pid, 0)
+    return out
+
+
+def test_the_rollout_wait_shows_a_live_line_on_a_terminal_and_none_on_a_pipe(tmp_path):
+    env = dict(os.environ, TERM="xterm", COLUMNS="200")
+    tty_out = _run_in_pty(["-m", "pytest", *SELECT, f"--reports-dir={tmp_path / 'tty'}", "--run-id=r"], env)
+    assert b" passed" in tty_out, tty_out[-2000:]
+    assert b"\rregistry rollout, " in tty_out, tty_out[-3000:]
+    piped = subprocess.run([sys.executable, "-m", "pytest", *SELECT, f"--reports-dir={tmp_path / 'pipe'}",
+                            "--run-id=r"], cwd=REPO_ROOT, capture_output=True, env=env, timeout=300)
+    assert b" passed" in piped.stdout, piped.stdout[-2000:]
+    assert b"registry rollout, " not in piped.stdout and b"\r" not in piped.stdout
+    assert b"registry rollout, " not in piped.stderr
+    # In files: one line per change of state (JUnit's captured log), never one per poll.
+    junit = (tmp_path / "pipe" / "r" / "junit.xml").read_text()
+    rollout_lines = [ln for ln in junit.splitlines() if "utilities.progress" in ln and "registry rollout" in ln]
+    assert rollout_lines, junit[-3000:]
+    states = [ln.split("registry rollout", 1)[1].split(" s", 1)[-1] for ln in rollout_lines]
+    assert len(states) == len(set(states)) or len(rollout_lines) < 20
+
+
+def test_condense_the_rollout_state():
+    state = ("Config: Available=False/NoReplicasAvailable: The deployment does not have available replicas; "
+             "Progressing=True/DeploymentNotCompleted: The deployment has not completed; Degraded=False/: ; "
+             "Config spec.replicas=2; Deployment image-registry: replicas=2, updatedReplicas=2, readyReplicas=1, "
+             "availableReplicas=1; pod image-registry-a: phase=Pending ready=False node=None; "
+             "pod image-registry-b: phase=Running ready=True node=worker-1")
+    assert progress.condense(state) == ("1/2 ready; pod image-registry-a Pending; pod image-registry-b Running "
+                                        "(ready); Available=False/NoReplicasAvailable; "
+                                        "Progressing=True/DeploymentNotCompleted")
+    assert progress.condense("the Deployment still exists") == "the Deployment still exists"

@@ -1,0 +1,69 @@
+"""A real run leaves the matrix, the certificate, results.json, JUnit properties and the evidence."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from utilities import certificate
+
+
+def test_matrix_and_certificate_of_a_real_run(small_run):
+    run_dir = small_run.run_dir
+    for name in ("matrix.md", "matrix.html", "certificate.md", "certificate.html", "results.json"):
+        assert (run_dir / name).is_file(), f"{name} missing: {sorted(p.name for p in run_dir.iterdir())}"
+    rec = certificate.load(run_dir)
+    assert rec.cluster["openshift_version"] == "4.18.12" and rec.cluster["platform"] == "VSphere"
+    assert rec.cluster["infrastructure_name"].startswith("vsphere-local")
+    assert rec.cluster["api_url"].startswith("https://127.0.0.1:")
+    assert rec.restore["verdict"] == "restored", rec.restore
+    by = {(r.check, r.backend): r for r in rec.results}
+    assert by[("test_push_and_pull_through_the_route", "emptydir")].outcome == "passed"
+    failed = by[("test_rollout_completes", "default-pvc")]
+    assert failed.outcome == "error" and "ProvisioningFailed" in failed.reason
+    verdicts = certificate.backend_verdicts(rec)
+    assert verdicts["emptydir"][0] is True
+    assert verdicts["default-pvc"][0] is False and "ProvisioningFailed" in verdicts["default-pvc"][1]
+    assert verdicts["cephfs"] == (False, "not run (deselected)")
+    md = (run_dir / "certificate.md").read_text()
+    for text in ("4.18.12", "VSphere", "vsphere-local", "Restore | restored", "| emptydir | ✓ yes",
+                 "| default-pvc | ✗ no", rec.suite_version):
+        assert text in md, text
+    assert "ProvisioningFailed" in (run_dir / "matrix.md").read_text()
+    html = (run_dir / "matrix.html").read_text()
+    assert "<details><summary>✗ error</summary>" in html and "vsan file service may be disabled" in html
+    steps = {s["step"] for s in rec.steps}
+    assert {"configure_backend", "wait_for_rollout", "RegistryClient.push_image"} <= steps, steps
+
+
+def test_junit_properties(small_run):
+    root = ET.parse(small_run.run_dir / "junit.xml").getroot()
+    cases = {tc.get("name"): {p.get("name"): p.get("value") for p in tc.iter("property")} for tc in root.iter("testcase")}
+    props = cases["test_push_and_pull_through_the_route[emptydir]"]
+    assert props == {"backend": "emptydir", "check": "test_push_and_pull_through_the_route",
+                     "openshift_version": "4.18.12"}, props
+    assert cases["test_config_and_clusteroperator_exist"]["backend"] == "-"
+
+
+def test_evidence_of_the_failed_setup_is_kept(small_run):
+    dirs = list((small_run.run_dir / "evidence").iterdir())
+    assert len(dirs) == 1, dirs
+    files = {p.name for p in dirs[0].iterdir()}
+    assert {"Config_cluster.yaml", "ClusterOperator_image-registry.yaml", "Deployment_image-registry.yaml",
+            "registry_pods.yaml", "PVCs.yaml", "events.txt", "failure.txt"} <= files, files
+    events = (dirs[0] / "events.txt").read_text()
+    assert "ProvisioningFailed" in events and "vsan file service may be disabled" in events
+
+
+def test_a_run_stopped_by_a_preflight_check_still_leaves_its_certificate(tmp_path):
+    import subprocess
+    import sys
+
+    from utilities.localcluster_process import REPO_ROOT
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           f"--kubeconfig={tmp_path / 'missing'}", f"--reports-dir={tmp_path}", "--run-id=stopped"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stdout + proc.stderr
+    rec = certificate.load(tmp_path / "stopped")
+    assert rec.exitstatus == 9 and "cannot use the kubeconfig" in rec.stopped
+    md = (tmp_path / "stopped" / "certificate.md").read_text()
+    assert "| Exit status | 9 (stopped: cannot use the kubeconfig" in md
+    assert "not run (deselected)" in md or "No check ran." in md
