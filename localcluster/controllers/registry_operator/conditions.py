@@ -192,10 +192,11 @@ def node_ca_conditions(daemonset: Optional[dict]) -> list:
                     "The daemon set node-ca does not have available replicas"))
     gen = int((daemonset.get("metadata") or {}).get("generation") or 0)
     if int(st.get("observedGeneration") or 0) < gen:
-        out.append(("NodeCADaemonProgressing", TRUE, "Rollout", "The daemon set node-ca is updating node pods"))
+        # CIRO pkg/operator/nodecadaemon.go (release-4.12 ... 4.21): reasons Progressing / Unavailable
+        out.append(("NodeCADaemonProgressing", TRUE, "Progressing", "The daemon set node-ca is updating node pods"))
     elif int(st.get("numberUnavailable") or 0) > 0 or \
             int(st.get("updatedNumberScheduled") or 0) < int(st.get("desiredNumberScheduled") or 0):
-        out.append(("NodeCADaemonProgressing", TRUE, "Rollout", "The daemon set node-ca is deploying node pods"))
+        out.append(("NodeCADaemonProgressing", TRUE, "Unavailable", "The daemon set node-ca is deploying node pods"))
     else:
         out.append(("NodeCADaemonProgressing", FALSE, "AsExpected", "The daemon set node-ca is deployed"))
     return out
@@ -224,7 +225,8 @@ def aggregate(type_: str, config_conditions_: list, pruner_conditions: list = ()
     reason = "::".join(reasons)
     if not reason and status == normal:
         reason = "AsExpected"
-    message = "\n".join(f"{c['type']}: {c['message']}" for c in inputs if c.get("message"))
+    message = "\n".join(f"{c['type']}: {line}" for c in inputs if c.get("message")
+                        for line in c["message"].split("\n"))
     times = sorted(c["lastTransitionTime"] for c in inputs if c.get("lastTransitionTime"))
     return {"type": type_, "status": status, "reason": reason, "message": message,
             "lastTransitionTime": times[-1] if times else now_str()}

@@ -361,7 +361,8 @@ class ImageRegistryOperator:
             "status") or {}
         proxy = {"http": proxy.get("httpProxy"), "https": proxy.get("httpsProxy"), "noProxy": proxy.get("noProxy")}
         deps = checksum({"certs": certs.get("data") or {}, "secret": secret.get("data") or {}})
-        await self.ensure(deployment(spec, driver.volumes(cr), deps, proxy))
+        await self.ensure(deployment(spec, driver.volumes(cr), deps, proxy,
+                                     progress_deadline_seconds=S.progress_deadline_seconds(self.settings)))
         await self.ensure(pdb(spec))
         user_secrets = {}
         for r in spec.get("routes") or []:
