@@ -562,7 +562,10 @@ class RolloutJudge:
                         + "; ".join(diffs))
 
         # --- transient until they persist -------------------------------------------------------
-        for (kind, uid, reason), cause in causes.items():
+        # Claims first: an unprovisioned claim is the root of its pod's FailedScheduling / FailedMount.
+        order = {"PersistentVolumeClaim": 0, "ReplicaSet": 1, "Pod": 2}
+        due: list[str] = []
+        for (kind, uid, reason), cause in sorted(causes.items(), key=lambda kv: order.get(kv[0][0], 3)):
             key = ("event", kind, uid, reason)
             grace, state = None, None
             if kind == "PersistentVolumeClaim" and uid in pvcs and reason == "ProvisioningFailed":
@@ -586,8 +589,12 @@ class RolloutJudge:
                 continue
             seen_keys.add(key)
             if self._event_persists(key, cause, now, grace):
-                return self._persisted_text(key, cause, state, grace, now)
-            self.pending[key] = f"{cause.text} ({cause.count} time(s) so far; {state})"
+                due.append(self._persisted_text(key, cause, state, grace, now))
+            else:
+                self.pending[key] = f"{cause.text} ({cause.count} time(s) so far; {state})"
+        if due:
+            context = [t for k, t in self.pending.items() if k[1] == "PersistentVolumeClaim"]
+            return "; ".join(due[:1] + context + due[1:])
 
         for uid, pod in live_pods.items():
             bad = _pod_trouble(pod)
