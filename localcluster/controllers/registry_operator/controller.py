@@ -249,7 +249,7 @@ class ImageRegistryOperator:
             op_routes = await self._operator_routes()
         cr["status"]["conditions"] = config_conditions(
             state, deploy, apply_error, cr["status"]["conditions"], self.settings.degraded_grace_seconds,
-            routes=tuple(op_routes))
+            routes=tuple(op_routes), release=S.version_tuple(self.settings.openshift))
         if state != "Unmanaged":
             ds = await self.ensure_node_ca()
             for t, st, reason, msg in node_ca_conditions(ds):
