@@ -678,7 +678,10 @@ class RolloutJudge:
     def describe(self, snap: Snapshot | None) -> str:
         """The state for a timeout message: the snapshot, the causes seen so far (not yet persisting
         for their grace) and a passed progress deadline."""
-        parts = [describe_snapshot(snap)]
+        want = ((snap.config or {}).get("spec") or {}).get("replicas") if snap else None
+        parts = [f"expected Deployment {REGISTRY_NAMESPACE}/{REGISTRY_DEPLOYMENT} spec.replicas = status.replicas "
+                 f"= updatedReplicas = readyReplicas = availableReplicas = Config {CONFIG_NAME} spec.replicas "
+                 f"({want}) and Config Available=True/Ready, Progressing=False; found: {describe_snapshot(snap)}"]
         if self.pending:
             parts.append("seen, not yet failing: " + "; ".join(self.pending.values()))
         dep = snap.deployment if snap else None
