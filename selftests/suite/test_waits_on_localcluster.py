@@ -28,7 +28,7 @@ LABELS = labels("selftest-waits")
 SHORT = waits.Graces().with_items(["all=1.5"])     # persistent cases: fail fast
 KNOBS = ("kubelet.attachFailSeconds", "kubelet.detachDelaySeconds", "kubelet.failMountTimes", "kubelet.neverReady",
          "provisioner.failTimes", "provisioner.fail", "provisioner.retrySeconds", "scheduler.unschedulable",
-         "scheduler.unschedulableSeconds")
+         "scheduler.unschedulableSeconds", "operator.deploymentPatch", "deployment.maxPodsPerReplicaSet")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ class Recording(waits.RolloutJudge):
 
 
 @contextlib.contextmanager
-def backend(cluster, which, faults: dict, judge: waits.RolloutJudge):
+def backend(cluster, which, faults: dict, judge: waits.RolloutJudge, fields: dict | None = None):
     """`which` (BLOCK: a user RWO claim + Recreate; EMPTYDIR) rolled out under `faults`; yields the
     snapshot; the faults are cleared before everything is put back (Removed, claim deleted)."""
     with contextlib.ExitStack() as stack:
@@ -74,7 +74,7 @@ def backend(cluster, which, faults: dict, judge: waits.RolloutJudge):
             stack.enter_context(steps.claim(cluster, BLOCK.claim_name, access_mode="ReadWriteOnce", size="100Gi",
                                             labels=LABELS, timeout=TIMEOUT))
         stack.enter_context(steps.managed(cluster, TIMEOUT))
-        stack.enter_context(_spec_fields_cleared_first(cluster, which.spec_fields()))
+        stack.enter_context(_spec_fields_cleared_first(cluster, fields or which.spec_fields()))
         yield waits.wait_for_rollout(cluster, TIMEOUT, judge=judge)
 
 
@@ -92,16 +92,16 @@ def events(cluster, reason: str) -> list[str]:
     return [e.message for e in evs if e.reason == reason]
 
 
-def expect_failure(cluster, which, faults, *needles, graces=SHORT):
+def expect_failure(cluster, which, faults, *needles, graces=SHORT, fields=None, within=TIMEOUT - 10):
     started = time.monotonic()
     with pytest.raises(waits.RolloutFailed) as e:
-        with backend(cluster, which, faults, waits.RolloutJudge(time.time() - 1, graces=graces)):
+        with backend(cluster, which, faults, waits.RolloutJudge(time.time() - 1, graces=graces), fields):
             pass
     took = time.monotonic() - started
     text = str(e.value)
     missing = [n for n in needles if n not in text]
     assert not missing, f"the failure does not name {missing}: {text}"
-    assert took < TIMEOUT - 10, f"failed only after {took:.0f} s (the timeout is {TIMEOUT} s): {text}"
+    assert took < within, f"failed only after {took:.0f} s (the timeout is {TIMEOUT} s): {text}"
     return text
 
 
@@ -201,13 +201,41 @@ def test_clusteroperator_reason_union_matches_by_component(cluster):
     kube.call(cluster.custom.patch_cluster_custom_object_status, *gvr, "cluster", {"status": {"conditions": failed}})
     try:
         with steps.spec_fields(cluster, storage={}), steps.managed(cluster, TIMEOUT):
+            waits.wait_for_clusteroperator(cluster, {"Degraded": ("True", "ImagePrunerJobFailed")}, TIMEOUT)
             co = waits.wait_for_clusteroperator(cluster, {"Available": ("False", "StorageNotConfigured"),
-                                                          "Degraded": ("True", "StorageNotConfigured")}, 20)
+                                                          "Degraded": ("True", "StorageNotConfigured")}, TIMEOUT)
             reason = waits.conditions(co)["Degraded"]["reason"]
             assert reason == "ImagePrunerJobFailed::StorageNotConfigured", waits.format_conditions(co)
     finally:
         kube.call(cluster.custom.patch_cluster_custom_object_status, *gvr, "cluster", {"status": {"conditions": saved}})
     assert cluster.get_cluster_object(CLUSTEROPERATOR_GVR, "image-registry") is not None
+
+
+# --- issue 9 items 2, 3: a wrong settled state fails at once, saying expected / found / where ------------
+LONG = waits.Graces()      # real-cluster graces: only the at-once checks can end these waits early
+
+
+@pytest.mark.parametrize("which,patch,needles", [
+    (EMPTYDIR, {"spec": {"replicas": 2}},
+     ["Deployment openshift-image-registry/image-registry spec.replicas: expected 1 (Config cluster spec.replicas), "
+      "found 2"]),
+    (BLOCK, {"spec": {"strategy": {"type": "RollingUpdate"}}},
+     ["spec.strategy.type: expected Recreate (Config cluster spec.rolloutStrategy), found RollingUpdate"]),
+    (BLOCK, {"spec": {"template": {"spec": {"volumes": [{"name": "registry-storage", "emptyDir": {}}]}}}},
+     ["volumes[registry-storage]: expected persistentVolumeClaim image-registry-storage "
+      "(Config spec.storage.pvc.claim), found emptyDir"]),
+], ids=["replicas", "strategy", "volume"])
+def test_deployment_unlike_the_config_fails_at_once(cluster, which, patch, needles):
+    import json
+    expect_failure(cluster, which, {"operator.deploymentPatch": json.dumps(patch)},
+                   "observed generation", *needles, graces=LONG, within=15)
+
+
+def test_deployment_with_fewer_pods_than_it_asks_fails_after_the_settle_window(cluster):
+    expect_failure(cluster, EMPTYDIR, {"deployment.maxPodsPerReplicaSet": "1"},
+                   "status.replicas 1, expected spec.replicas 2", "FailedCreate", "exceeded quota",
+                   graces=dataclasses_replace(LONG, settle=2), fields={"storage": {"emptyDir": {}}, "replicas": 2},
+                   within=20)
 
 
 def dataclasses_replace(obj, **kw):
