@@ -66,3 +66,47 @@ def test_clusteroperator_reason_is_the_union_of_components():
     assert (c["status"], c["reason"]) == ("True", "ImagePrunerJobFailed::StorageNotConfigured")
     assert c["message"].splitlines() == ["Degraded: Error: x", "ImagePrunerDegraded: Job failed",
                                          "ImagePrunerDegraded: backoff"]
+
+
+# --- ODF 4.12 end to end: the RGW route is plain HTTP; the regionEndpoint must say http -----------------
+@pytest.fixture(scope="module")
+def odf412(tmp_path_factory):
+    from utilities.kube import load_cluster
+    from utilities.localcluster_process import LocalClusterProcess
+    lc = LocalClusterProcess(tmp_path_factory.mktemp("odf412"), ["--odf-version", "4.12"])
+    lc.start()
+    try:
+        c = load_cluster(lc.kubeconfig, embedded=True, info=lc.info)
+        yield lc, c
+        c.api_client.close()
+    finally:
+        lc.stop()
+
+
+def test_odf_412_rgw_route_is_served_on_plain_http_only(odf412):
+    import requests
+    lc, cluster = odf412
+    from utilities import kube
+    route = kube.call(cluster.custom.get_namespaced_custom_object, *kube.ROUTE_GVR[:2], "openshift-storage",
+                      kube.ROUTE_GVR[2], "ocs-storagecluster-cephobjectstore")
+    assert "tls" not in route["spec"], route["spec"]
+    host = route["spec"]["host"]
+    plain = requests.get(f"http://{lc.info['ingress_http_address']}/", headers={"Host": host}, timeout=10)
+    # the object store itself answered (moto behind the route), not the router's 503
+    assert plain.status_code != 503 and "Werkzeug" in plain.headers.get("Server", ""), plain.text[:300]
+    # the HTTPS frontend has no such route (HAProxy: 503 "Application is not available")
+    secure = requests.get(f"https://{lc.info['ingress_address']}/", headers={"Host": host}, verify=False, timeout=10)
+    assert secure.status_code == 503
+
+
+def test_odf_412_rgw_backend_rolls_out_with_an_http_region_endpoint(odf412):
+    from utilities import registry_steps as steps
+    from utilities import waits
+    from utilities.labels import labels
+    _lc, cluster = odf412
+    waits.wait_for_config_exists(cluster, 60)
+    with steps.configure_backend(cluster, CEPH_RGW, 90, labels("selftest-odf412")) as setup:
+        endpoint = setup.fields["storage"]["s3"]["regionEndpoint"]
+        assert endpoint == f"http://{setup.s3_host}", endpoint
+        snap = waits.read_snapshot(cluster)
+        assert waits.RolloutJudge.complete(snap), waits.describe_snapshot(snap)
