@@ -635,7 +635,7 @@ class RolloutJudge:
         """An operator that refuses the claim it created itself is no user's RWO claim: say so."""
         if "ReadWriteOnce" not in message and "access mode" not in message:
             return ""
-        claim = (((snap.config or {}).get("spec") or {}).get("storage") or {}).get("pvc", {}).get("claim") or ""
+        claim = ((((snap.config or {}).get("spec") or {}).get("storage") or {}).get("pvc") or {}).get("claim") or ""
         for pvc in snap.pvcs:
             meta = pvc.get("metadata") or {}
             own = (meta.get("annotations") or {}).get(OPERATOR_CLAIM_ANNOTATION) == "true"
