@@ -18,7 +18,7 @@ import pytest
 from selftests.suite.test_suite_against_faults import set_faults
 from utilities import kube, waits
 from utilities import registry_steps as steps
-from utilities.backends import BLOCK, EMPTYDIR
+from utilities.backends import BLOCK, DEFAULT_PVC, EMPTYDIR
 from utilities.kube import CLUSTEROPERATOR_GVR, REGISTRY_NAMESPACE, load_cluster
 from utilities.labels import labels
 from utilities.localcluster_process import LocalClusterProcess
@@ -28,7 +28,8 @@ LABELS = labels("selftest-waits")
 SHORT = waits.Graces().with_items(["all=1.5"])     # persistent cases: fail fast
 KNOBS = ("kubelet.attachFailSeconds", "kubelet.detachDelaySeconds", "kubelet.failMountTimes", "kubelet.neverReady",
          "provisioner.failTimes", "provisioner.fail", "provisioner.retrySeconds", "scheduler.unschedulable",
-         "scheduler.unschedulableSeconds", "operator.deploymentPatch", "deployment.maxPodsPerReplicaSet")
+         "scheduler.unschedulableSeconds", "operator.deploymentPatch", "deployment.maxPodsPerReplicaSet",
+         "operator.defaultClaimAccessMode")
 
 
 @pytest.fixture(scope="module")
@@ -236,6 +237,15 @@ def test_deployment_with_fewer_pods_than_it_asks_fails_after_the_settle_window(c
                    "status.replicas 1, expected spec.replicas 2", "FailedCreate", "exceeded quota",
                    graces=dataclasses_replace(LONG, settle=2), fields={"storage": {"emptyDir": {}}, "replicas": 2},
                    within=20)
+
+
+def test_operator_refusing_its_own_claim_is_named_as_such(cluster):
+    """Not "as if the user had asked for RWO": the claim is the operator's own (issue 9)."""
+    with steps.operator_claim_cleanup(cluster, DEFAULT_PVC.claim_name, TIMEOUT):
+        text = expect_failure(cluster, DEFAULT_PVC, {"operator.defaultClaimAccessMode": "ReadWriteOnce"},
+                              "cannot use ReadWriteOnce access mode", "the claim is the operator's own",
+                              "annotation imageregistry.openshift.io=true", "the user asked for no ReadWriteOnce claim")
+    assert "spec.accessModes ['ReadWriteOnce']" in text
 
 
 def dataclasses_replace(obj, **kw):

@@ -178,6 +178,12 @@ class ImageRegistryOperator:
             return await self._get(pvc_p(name))
 
         async def create_pvc(body):
+            mode = self.faults().get(C.FAULT_DEFAULT_CLAIM_ACCESS_MODE, "").strip()
+            if mode:
+                # Fault knob: the operator creates its own claim with another access mode (and then
+                # refuses it in checkPVC, as a broken operator would).
+                body = copy.deepcopy(body)
+                body["spec"]["accessModes"] = [mode]
             try:
                 return await self.client.create(path("v1", "persistentvolumeclaims", C.NAMESPACE), body)
             except ApiError as e:
