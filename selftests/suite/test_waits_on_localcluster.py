@@ -74,6 +74,9 @@ def backend(cluster, which, faults: dict, judge: waits.RolloutJudge, fields: dic
         if which is BLOCK:
             stack.enter_context(steps.claim(cluster, BLOCK.claim_name, access_mode="ReadWriteOnce", size="100Gi",
                                             labels=LABELS, timeout=TIMEOUT))
+        # registry_steps.management_state skips its settle wait when the block raises: settle here
+        # (after Removed is put back, before the claim goes), so the next case starts from Removed.
+        stack.callback(steps.wait_settled, cluster, TIMEOUT)
         stack.enter_context(steps.managed(cluster, TIMEOUT))
         stack.enter_context(_spec_fields_cleared_first(cluster, fields or which.spec_fields()))
         yield waits.wait_for_rollout(cluster, TIMEOUT, judge=judge)
