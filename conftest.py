@@ -27,6 +27,11 @@ def pytest_addoption(parser):
                 help="extra argument for `python -m localcluster serve` (repeatable)")
     g.addoption("--rollout-timeout", type=float, default=300.0, metavar="SECONDS",
                 help="how long a registry rollout may take (default 300)")
+    # rollout wait (utilities/waits.py Graces): how long a cause real clusters retry may last
+    g.addoption("--grace", action="append", default=[], metavar="NAME=SECONDS",
+                help="how long a transient cause may persist before it fails the rollout wait (repeatable; "
+                     "all=SECONDS sets every one): provisioning (120), scheduling (120), attach (240), "
+                     "mount (120), not-ready (120), apply-error (30), create (60), settle (10)")
     g.addoption("--run-id", default=None, help="name of the reports/<run-id>/ directory (default: a timestamp)")
     g.addoption("--reports-dir", default=str(ROOT / "reports"), help="root of the reports (default: reports/)")
     g.addoption("--break-lock", action="store_true", default=False,
@@ -66,6 +71,7 @@ def pytest_configure(config):
     from fixtures import safety
     from utilities import redact
     redact.install()                      # secrets out of every log record from now on
+    _configure_graces(config)
     safety.install_signal_handlers(config)
     run_id = config.getoption("run_id") or new_run_id()
     config.stash[RUN_ID] = run_id
@@ -78,6 +84,14 @@ def pytest_configure(config):
         config.option.xmlpath = str(run_dir / "junit.xml")
     if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
         config.option.allure_report_dir = str(run_dir / "allure-results")
+
+
+def _configure_graces(config):
+    from utilities import waits
+    try:
+        waits.set_default_graces(waits.Graces().with_items(config.getoption("grace") or []))
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
 
 
 def pytest_report_header(config):

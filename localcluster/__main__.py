@@ -18,6 +18,15 @@ from pathlib import Path
 from localcluster.settings import Settings
 
 
+def _version(value: str) -> str:
+    from localcluster.settings import version_tuple
+    try:
+        version_tuple(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m localcluster",
                                 description="A local stand-in for an OpenShift vSphere cluster.")
@@ -42,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
                             "(its root only in <state-dir>/system-roots.pem, the stand-in for system roots)")
     serve.add_argument("--degraded-grace-seconds", type=float, default=None,
                        help="how long Available may be False before the operator reports Degraded")
+    serve.add_argument("--openshift", default=None, metavar="VERSION", type=_version,
+                       help="the OpenShift release the operator emulates (default 4.18; 4.12 ... 4.22, main)")
+    serve.add_argument("--progress-deadline-seconds", type=float, default=None,
+                       help="progressDeadlineSeconds of the registry Deployment (default: by --openshift, "
+                            "60 up to 4.21, 120 from 4.22)")
+    serve.add_argument("--odf-version", default=None, metavar="VERSION", type=_version,
+                       help="the ODF release (default 4.18; 4.12 serves the RGW route as plain HTTP)")
     serve.add_argument("--provision-delay", type=float, default=None)
     serve.add_argument("--pod-start-delay", type=float, default=None)
     serve.add_argument("--router-port", type=int, default=None, help="router port (default: a free one)")

@@ -76,7 +76,8 @@ class LocalCluster:
         # The cluster network (route hosts, <svc>.<ns>.svc) for registry processes and the operator.
         from localcluster.netproxy import NetProxy
         self.netproxy = NetProxy(self._client(admin.token), s,
-                                 router_address=lambda: getattr(self.router, "address", None))
+                                 router_address=lambda: getattr(self.router, "address", None),
+                                 router_http_address=lambda: getattr(self.router, "http_address", None))
         await self.netproxy.start()
         s.netproxy_url = self.netproxy.url
 
@@ -161,6 +162,7 @@ class LocalCluster:
         return {
             "api_url": self.api.url,
             "ingress_address": self.router.address,
+            "ingress_http_address": getattr(self.router, "http_address", None),
             "state_dir": str(self.settings.state_dir),
             # The cluster network proxy (route hosts, <svc>.<ns>.svc) and, with ODF, the S3 servers.
             "proxy_url": self.settings.netproxy_url,

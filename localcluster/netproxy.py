@@ -6,7 +6,8 @@ service's endpoints. Here nothing resolves those names, so processes that must r
 `HTTP_PROXY`/`HTTPS_PROXY`. It listens on 127.0.0.1:<free port> and:
 
 - `CONNECT host:port` (HTTPS) and absolute-URI requests (`GET http://host/...`, plain HTTP);
-- `*.<apps domain>` -> the router's address (port 443 for CONNECT, 80 refused: the router serves HTTPS only);
+- `*.<apps domain>` -> the router's address (port 443: its HTTPS port; port 80: its plain HTTP port, for
+  routes without TLS and edge routes that allow insecure traffic);
 - `<svc>.<ns>.svc` / `<svc>.<ns>.svc.cluster.local` -> a ready endpoint of the service (the Ready pods its
   selector picks, or the addresses of its Endpoints object), the service port mapped to the target port;
 - anything else is refused (403 for names outside the cluster: there is no internet here; 503 for a
@@ -43,7 +44,9 @@ class Refused(Exception):
 
 class NetProxy:
     def __init__(self, client, settings: S.Settings, router_address: Callable[[], Optional[str]],
-                 host: str = "127.0.0.1", apps_domain: str = S.APPS_DOMAIN):
+                 host: str = "127.0.0.1", apps_domain: str = S.APPS_DOMAIN,
+                 router_http_address: Optional[Callable[[], Optional[str]]] = None):
+        self.router_http_address = router_http_address   # the router's plain HTTP port (routes without TLS)
         self.client = client
         self.settings = settings
         self.router_address = router_address
@@ -68,8 +71,10 @@ class NetProxy:
             addr = self.router_address()
             if not addr:
                 raise Refused(503, "Service Unavailable", "the router is not serving yet")
-            if port != 443:
-                raise Refused(502, "Bad Gateway", f"the router serves HTTPS on port 443 only, not {port}")
+            if port == 80 and self.router_http_address is not None and self.router_http_address():
+                addr = self.router_http_address()
+            elif port != 443:
+                raise Refused(502, "Bad Gateway", f"the router serves HTTPS on port 443 and HTTP on 80, not {port}")
             rhost, _, rport = addr.rpartition(":")
             return rhost, int(rport)
         labels = host.split(".")

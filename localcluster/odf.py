@@ -329,8 +329,22 @@ def storage_classes() -> list[dict]:
     ]
 
 
-def service_objects(backend: Backend, server: S3Server) -> list[tuple[str, dict]]:
+def route_tls(backend: Backend, odf_version: str = "4.18") -> dict | None:
+    """spec.tls of an object store's route: ocs-operator release-4.12 creates the RGW route without TLS
+    (plain HTTP, controllers/storagecluster/routes.go); from 4.13 it is an edge route with
+    insecureEdgeTerminationPolicy Allow (operator-facts §12.9). NooBaa's `s3` route is edge throughout."""
+    if backend is RGW and S.version_tuple(odf_version) < (4, 13):
+        return None
+    return {"termination": "edge", "insecureEdgeTerminationPolicy": "Allow"}
+
+
+def service_objects(backend: Backend, server: S3Server, odf_version: str = "4.18") -> list[tuple[str, dict]]:
     """(collection path, body) of the Service, Endpoints and Route of one object store."""
+    route_spec = {"to": {"kind": "Service", "name": backend.service, "weight": 100},
+                  "port": {"targetPort": backend.port_name}, "wildcardPolicy": "None"}
+    tls = route_tls(backend, odf_version)
+    if tls:
+        route_spec["tls"] = tls
     labels = {"app": "rook-ceph-rgw" if backend is RGW else "noobaa"}
     ports = [{"name": backend.port_name, "port": 80, "targetPort": server.port, "protocol": "TCP"}]
     return [
@@ -346,10 +360,7 @@ def service_objects(backend: Backend, server: S3Server) -> list[tuple[str, dict]
         (path("route.openshift.io/v1", "routes", NAMESPACE), {
             "apiVersion": "route.openshift.io/v1", "kind": "Route",
             "metadata": {"name": backend.route, "namespace": NAMESPACE, "labels": labels},
-            "spec": {"to": {"kind": "Service", "name": backend.service, "weight": 100},
-                     "port": {"targetPort": backend.port_name},
-                     "tls": {"termination": "edge", "insecureEdgeTerminationPolicy": "Allow"},
-                     "wildcardPolicy": "None"}}),
+            "spec": route_spec}),
     ]
 
 
@@ -369,7 +380,7 @@ async def seed_odf(client, settings: S.Settings, odf: ODF) -> None:
     for sc in storage_classes():
         await _create(client, path("storage.k8s.io/v1", "storageclasses"), sc)
     for b in BACKENDS:
-        for collection, body in service_objects(b, odf.server(b)):
+        for collection, body in service_objects(b, odf.server(b), settings.odf_version):
             await _create(client, collection, body)
 
 

@@ -91,6 +91,7 @@ class Router:
         self.client = client
         self.settings = settings
         self.address: str | None = None
+        self.http_address: str | None = None      # plain HTTP (port 80 of a real router)
         self.apps_domain = S.APPS_DOMAIN
         self.ssl_ctx: ssl.SSLContext | None = None
         self._runner: web.AppRunner | None = None
@@ -323,14 +324,27 @@ class Router:
         termination = ((spec.get("tls") or {}).get("termination") or "").lower()
         if termination == "passthrough":
             return _unavailable()
+        # As HAProxy's two frontends: plain HTTP (port 80) serves routes without TLS and edge routes with
+        # insecureEdgeTerminationPolicy Allow (Redirect: 302 to https); HTTPS serves TLS routes only
+        # (ODF 4.12's RGW route has no TLS: plain HTTP only, operator-facts §12.9).
+        plain = not request.secure
+        insecure = ((spec.get("tls") or {}).get("insecureEdgeTerminationPolicy") or "").lower()
+        if plain and termination:
+            if insecure == "redirect":
+                raise web.HTTPFound(f"https://{request.host}{request.rel_url}")
+            if not (termination == "edge" and insecure == "allow"):
+                return _unavailable()
+        if not plain and not termination:
+            return _unavailable()
         backends = self._backends(route)
         if not backends:
             return _unavailable()
         key = (route["metadata"]["namespace"], route["metadata"]["name"])
         counter = self._rr.setdefault(key, itertools.count())
         ip, port = backends[next(counter) % len(backends)]
-        headers = forward_headers(request, "https")
-        headers["Forwarded"] = f"for={request.remote};host={request.host};proto=https"
+        proto = "http" if plain else "https"
+        headers = forward_headers(request, proto)
+        headers["Forwarded"] = f"for={request.remote};host={request.host};proto={proto}"
         kwargs = {}
         scheme = "http"
         if termination == "reencrypt":
@@ -374,8 +388,13 @@ class Router:
                                ssl_context=self.ssl_ctx, reuse_address=True)
             await site.start()
             port = self._runner.addresses[0][1]
+            plain_site = web.TCPSite(self._runner, self.settings.router_host,
+                                     getattr(self.settings, "router_http_port", 0), reuse_address=True)
+            await plain_site.start()
+            http_port = self._runner.addresses[-1][1]
             self.address = f"{self.settings.router_host}:{port}"
-            log.info("router serving on %s", self.address)
+            self.http_address = f"{self.settings.router_host}:{http_port}"
+            log.info("router serving on %s (HTTPS) and %s (HTTP)", self.address, self.http_address)
             await asyncio.gather(*tasks)
         finally:
             for t in tasks:

@@ -81,6 +81,16 @@ class Settings:
     # server (no seed, no controllers, router or ODF; writes answered 405). `--must-gather DIR`.
     must_gather: str = ""
 
+    # Versions (issue 7, rollout wait and conditions): the OpenShift release the operator emulates
+    # ("4.12" ... "4.21", "4.22", "main"); `--openshift`. progressDeadlineSeconds of the registry
+    # Deployment is 60 s up to 4.21 and 120 s from 4.22 (operator-facts §12.1);
+    # `--progress-deadline-seconds` overrides it (0: by version) so selftests can pass it quickly.
+    openshift: str = "4.18"
+    progress_deadline_seconds: float = 0.0
+    # The ODF (ocs-operator) release: "4.12" serves the RGW route without TLS (plain HTTP), later
+    # releases as an edge route (operator-facts §12.9); `--odf-version`.
+    odf_version: str = "4.18"
+
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
         s = cls()
@@ -95,3 +105,22 @@ class Settings:
             if v is not None:
                 setattr(s, k, v)
         return s
+
+
+def version_tuple(version: str) -> tuple[int, int]:
+    """"4.18" -> (4, 18); "main"/"master" -> a release after every numbered one."""
+    if version.strip().lower() in ("main", "master"):
+        return (99, 0)
+    parts = version.strip().split(".")
+    try:
+        return (int(parts[0]), int(parts[1]) if len(parts) > 1 else 0)
+    except ValueError:
+        raise ValueError(f"openshift version {version!r}: expected MAJOR.MINOR such as 4.18, or main") from None
+
+
+def progress_deadline_seconds(settings: "Settings") -> int:
+    """progressDeadlineSeconds the operator writes on the registry Deployment (CIRO
+    pkg/resource/deployment.go: 60 on release-4.12 ... 4.21, 120 from release-4.22)."""
+    if settings.progress_deadline_seconds:
+        return max(1, int(round(settings.progress_deadline_seconds)))
+    return 120 if version_tuple(settings.openshift) >= (4, 22) else 60

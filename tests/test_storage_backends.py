@@ -15,7 +15,7 @@ import pytest
 from fixtures.registry import push_fresh_image
 from utilities import kube, waits
 from utilities import registry_steps as steps
-from utilities.backends import OPERATOR_PVC_ANNOTATION
+from utilities.backends import OPERATOR_PVC_ANNOTATION, without_zero_values
 from utilities.images import build_random_image
 from utilities.kube import CLUSTEROPERATOR_GVR, REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE
 from utilities.registry_client import ManifestUnknown, RegistryError
@@ -125,7 +125,7 @@ def test_status_storage_equals_what_was_asked(cluster, registry_backend):
     backend = registry_backend.backend
     cfg = cluster.registry_config()
     want = backend.expected_status_storage(registry_backend.asked_storage)
-    status_storage = (cfg.get("status") or {}).get("storage")
+    status_storage = without_zero_values((cfg.get("status") or {}).get("storage") or {})   # Go omitempty
     assert status_storage == want, \
         f"status.storage {status_storage}, asked {registry_backend.asked_storage}, expected {want}: " \
         f"{steps.spec_diff(want, status_storage or {}, 'status.storage')}"
@@ -151,7 +151,7 @@ def test_operator_conditions_healthy(cluster, registry_backend, rollout_timeout)
     co = waits.wait_for_clusteroperator(cluster, {"Available": ("True", None), "Progressing": ("False", None),
                                                   "Degraded": ("False", None)}, min(rollout_timeout, 60))
     assert cluster.get_cluster_object(CLUSTEROPERATOR_GVR, "image-registry") is not None
-    assert waits.conditions(co)["Available"].get("reason") == "Ready", waits.format_conditions(co)
+    assert waits.reason_matches(waits.conditions(co)["Available"].get("reason"), "Ready"), waits.format_conditions(co)
 
 
 def test_push_and_pull_through_the_route(cluster, registry_backend, backend_route, test_namespace):

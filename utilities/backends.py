@@ -113,7 +113,28 @@ class Backend:
         if self.operator_creates_claim:
             out.setdefault("pvc", {})["claim"] = self.claim_name
         out.setdefault("managementState", self.storage_management_state)
+        return without_zero_values(out)
+
+
+def without_zero_values(value):
+    """`value` with its zero scalars (false, 0, "", null) dropped, and the objects that held only those:
+    the operator writes status.storage from Go structs, where an omitempty zero value is absent
+    (`encrypt: false` never shows) and a field without omitempty shows its zero value
+    (`trustedCA: {name: ""}`) (operator-facts §12.2). Compare status.storage with the spec through this on
+    both sides. Objects that were empty to begin with (`emptyDir: {}`) are kept: they name the member."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if isinstance(v, dict):
+                inner = without_zero_values(v)
+                if inner or not v:
+                    out[k] = inner
+            elif v not in (False, 0, "", None) or isinstance(v, list) and v:
+                out[k] = without_zero_values(v)
         return out
+    if isinstance(value, list):
+        return [without_zero_values(v) for v in value]
+    return value
 
 
 EMPTYDIR = Backend(

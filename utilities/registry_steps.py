@@ -459,7 +459,11 @@ def configure_backend(cluster: Cluster, backend: Backend, timeout: float, labels
             _, setup.ca_pem = default_ingress_certificate(cluster)
             stack.enter_context(trusted_ca(cluster, S3_CA_CONFIGMAP, setup.ca_pem, labels))
             setup.s3_host = route_host(cluster, ODF_NAMESPACE, backend.s3_route)
-            storage_args = {"bucket": setup.bucket.bucket, "endpoint": f"https://{setup.s3_host}",
+            # The scheme from the route's spec.tls: ODF 4.12's RGW route is plain HTTP (facts §12.9).
+            from utilities.routes import route_url
+            s3_route = kube.get_or_none(cluster.custom.get_namespaced_custom_object, *kube.ROUTE_GVR[:2],
+                                        ODF_NAMESPACE, kube.ROUTE_GVR[2], backend.s3_route)
+            storage_args = {"bucket": setup.bucket.bucket, "endpoint": route_url(s3_route),
                             "trusted_ca": S3_CA_CONFIGMAP}
         setup.fields = backend.spec_fields(**storage_args)
         stack.enter_context(managed(cluster, timeout))

@@ -524,6 +524,13 @@ class ReplicaSetController(Controller):
                 raise
         await delete_pod(self.client, pod)
 
+    def _pod_quota(self) -> int | None:
+        raw = self.faults.get("deployment.maxPodsPerReplicaSet").strip()
+        try:
+            return max(0, int(raw)) if raw else None
+        except ValueError:
+            return None
+
     def _stalled(self, rs: dict) -> bool:
         """deployment.stallRollout: no pods for the newest ReplicaSet of a Deployment."""
         if not self.faults.enabled("deployment.stallRollout"):
@@ -553,6 +560,17 @@ class ReplicaSetController(Controller):
         active = [p for p in pods if pod_is_active(p)]
         want = int(rs["spec"].get("replicas", 1))
         diff = len(active) - want
+        quota = self._pod_quota()
+        if diff < 0 and not self._stalled(rs) and quota is not None and len(active) - diff > quota:
+            # Fault knob deployment.maxPodsPerReplicaSet: creations past N are refused as a ResourceQuota
+            # refuses them (the Deployment settles with fewer pods than it asks for); retried.
+            diff = min(0, len(active) - quota)
+            if diff == 0:
+                await self.event(rs, "Warning", "FailedCreate",
+                                 f'Error creating: pods "{name}-{random_suffix()}" is forbidden: exceeded quota: '
+                                 f"localcluster-pods, requested: pods=1, used: pods={len(active)}, "
+                                 f"limited: pods={quota}")
+            self.queue.add_after(("rs", ns, name), 2.0)
         if diff < 0 and not self._stalled(rs):
             template = rs["spec"].get("template") or {}
             for _ in range(-diff):

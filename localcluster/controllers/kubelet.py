@@ -9,7 +9,9 @@
 - Containers: the registry image runs `localcluster.registrypod.RegistryContainer` (a real
   docker-registry process + its OpenShift front); any other image is a pause container.
 - Readiness comes from the container's readinessProbe (httpGet) against the real process.
-- Fault knobs (configmap localcluster-system/localcluster-faults): `kubelet.neverReady`.
+- Fault knobs (configmap localcluster-system/localcluster-faults): `kubelet.neverReady`, and the
+  transient volume troubles real clusters show (issue 7): `kubelet.attachFailSeconds`,
+  `kubelet.detachDelaySeconds`, `kubelet.failMountTimes` (localcluster/README.md).
 """
 from __future__ import annotations
 
@@ -115,6 +117,8 @@ class _PodWorker:
         self._last_status: dict | None = None
         self._last_event: dict[str, float] = {}
         self.volume_dirs: dict[str, Path] = {}
+        self._attach_started: float | None = None   # first attach attempt (kubelet.attachFailSeconds)
+        self._mount_failures = 0                    # kubelet.failMountTimes
 
     # ------------------------------------------------------------------ helpers
     def obj(self) -> dict:
@@ -263,7 +267,20 @@ class _PodWorker:
             if p.is_file() and p not in wanted:
                 p.unlink()
 
+    def _knob(self, key: str) -> float:
+        try:
+            return float(str(self.k.faults.get(key, "0")).strip() or 0)
+        except ValueError:
+            return 0.0
+
     async def setup_volumes(self) -> None:
+        claims = [v for v in self.pod["spec"].get("volumes") or [] if "persistentVolumeClaim" in v]
+        if claims and self._mount_failures < self._knob("kubelet.failMountTimes"):
+            # Fault knob: the first N mounts of a pod's volumes fail (a CSI node plugin hiccup), then work.
+            self._mount_failures += 1
+            raise _Wait("FailedMount", f'MountVolume.SetUp failed for volume "{claims[0]["name"]}" : rpc error: '
+                                       "code = Internal desc = staging path not ready (injected: localcluster "
+                                       "kubelet.failMountTimes)")
         for vol in self.pod["spec"].get("volumes") or []:
             name = vol["name"]
             if "persistentVolumeClaim" in vol:
@@ -311,20 +328,42 @@ class _PodWorker:
         # No await between the check and the registration: attachments are decided atomically.
         users = self.k.attachments.setdefault(pv_name, {})
         if "ReadWriteMany" not in modes and "ReadOnlyMany" not in modes:
-            others = sorted(n for uid, (node, n) in users.items() if uid != self.uid and node != self.node)
+            others = sorted(n for uid, (node, n) in users.items()
+                            if uid != self.uid and node != self.node and uid not in self.k.detaching)
             if others:
                 raise _Wait("FailedAttachVolume",
                             f'Multi-Attach error for volume "{pv_name}" Volume is already used by pod(s) '
                             f'{", ".join(others)}')
+            if any(uid != self.uid and node != self.node for uid, (node, _n) in users.items()):
+                # The old pod is gone but its node still holds the volume (kubelet.detachDelaySeconds).
+                raise _Wait("FailedAttachVolume",
+                            f'Multi-Attach error for volume "{pv_name}" Volume is already exclusively attached '
+                            "to one node and can't be attached to another")
+        # Fault knob: attaching fails for a while (vSphere attach retried by the attach/detach controller).
+        attach_fail = self._knob("kubelet.attachFailSeconds")
+        loop = asyncio.get_running_loop()
+        if self._attach_started is None:
+            self._attach_started = loop.time()
+        if attach_fail and loop.time() - self._attach_started < attach_fail:
+            handle = ((pv.get("spec") or {}).get("csi") or {}).get("volumeHandle") or pv_name
+            raise _Wait("FailedAttachVolume",
+                        f'AttachVolume.Attach failed for volume "{pv_name}" : rpc error: code = Internal desc = '
+                        f'failed to attach disk: "{handle}" with node: "{self.node}" err failed to attach cns '
+                        "volume: ServerFaultCode: CNS: Failed to attach volume (injected: localcluster "
+                        "kubelet.attachFailSeconds)")
         users[self.uid] = (self.node, self.name)
         host.mkdir(parents=True, exist_ok=True)
         return host
 
     def release_volumes(self) -> None:
-        for pv_name in list(self.k.attachments):
-            self.k.attachments[pv_name].pop(self.uid, None)
-            if not self.k.attachments[pv_name]:
-                del self.k.attachments[pv_name]
+        delay = self._knob("kubelet.detachDelaySeconds")
+        if delay > 0 and any(self.uid in users for users in self.k.attachments.values()):
+            # Fault knob: the volume stays attached to this node for a while after the pod is gone
+            # (detach takes time on vSphere): a new pod on another node sees Multi-Attach meanwhile.
+            self.k.detaching.add(self.uid)
+            asyncio.get_running_loop().call_later(delay, self.k.detach, self.uid)
+            return
+        self.k.detach(self.uid)
 
     # ------------------------------------------------------------------ environment
     def _mounts(self, c: dict) -> list[tuple[str, Path]]:
@@ -444,6 +483,9 @@ class _PodWorker:
         if c.runtime is None or c.runtime.exited() is not None:
             return False
         if str(self.k.faults.get("kubelet.neverReady", "")).lower() == "true":
+            # as a real kubelet reports a failing readiness probe
+            await self.event("Warning", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503",
+                             every=2)
             return False
         probe = (c.spec.get("readinessProbe") or {}).get("httpGet")
         if probe is None:
@@ -568,6 +610,7 @@ class Kubelet:
         self.workers: dict[str, _PodWorker] = {}
         self.attachments: dict[str, dict[str, tuple[str, str]]] = {}
         self.faults: dict = {}
+        self.detaching: set[str] = set()     # pods gone whose volumes are still attached (detachDelaySeconds)
         self._ips: dict[str, str] = {}
         self._node_ips: dict[str, str] = {}
         self._stopping: set[asyncio.Task] = set()
@@ -575,6 +618,13 @@ class Kubelet:
         self.pods: Informer | None = None
 
     # ------------------------------------------------------------------ addresses
+    def detach(self, uid: str) -> None:
+        self.detaching.discard(uid)
+        for pv_name in list(self.attachments):
+            self.attachments[pv_name].pop(uid, None)
+            if not self.attachments[pv_name]:
+                del self.attachments[pv_name]
+
     def allocate_ip(self, uid: str) -> str:
         if uid in self._ips:
             return self._ips[uid]

@@ -88,6 +88,7 @@ class Provisioner(Controller):
         self.pvs = self.informer(path("v1", "persistentvolumes"), self._on_pv)
         self.classes = self.informer(path("storage.k8s.io/v1", "storageclasses"), self._on_class)
         self._seen: dict[tuple, float] = {}
+        self._failures: dict[str, int] = {}    # claim uid -> injected failures so far (provisioner.failTimes)
 
     # -- triggers
     def _on_pvc(self, type_, obj):
@@ -124,6 +125,12 @@ class Provisioner(Controller):
             self._enqueue_pvc(("pvc", pvc["metadata"].get("namespace"), pvc["metadata"].get("name")))
         for pv in self.pvs.items():
             self.queue.add(("pv", None, pv["metadata"]["name"]))
+
+    def _number(self, key: str) -> float:
+        try:
+            return max(0.0, float(self.faults.get(key).strip() or 0))
+        except ValueError:
+            return 0.0
 
     def _class(self, name: str) -> dict | None:
         for sc in self.classes.items():
@@ -181,7 +188,17 @@ class Provisioner(Controller):
         if external:
             await self._event_as(pvc, "Normal", "Provisioning",
                                  f'External provisioner is provisioning volume for claim "{ns}/{name}"', component)
-        if self.faults.enabled("provisioner.fail"):
+        fail_times = self._number("provisioner.failTimes")
+        uid = pvc["metadata"].get("uid") or ""
+        if fail_times and self._failures.get(uid, 0) < fail_times:
+            # Fault knob: the CSI driver fails the first N attempts of each claim, then provisions it
+            # (ceph-csi while the Ceph cluster heals; vSphere CSI on a busy vCenter).
+            self._failures[uid] = self._failures.get(uid, 0) + 1
+            ok, message = False, (f'failed to provision volume with StorageClass "{class_name}": rpc error: '
+                                  "code = Aborted desc = an operation with the given Volume ID "
+                                  f"pvc-{uid} already exists (injected: localcluster provisioner.failTimes, "
+                                  f"attempt {self._failures[uid]} of {int(fail_times)})")
+        elif self.faults.enabled("provisioner.fail"):
             ok, message = False, (f'failed to provision volume with StorageClass "{class_name}": rpc error: '
                                   "code = Internal desc = failed to create volume: injected fault "
                                   "(localcluster provisioner.fail)")
@@ -190,7 +207,7 @@ class Provisioner(Controller):
                                  self.settings.vsan_file_services)
         if not ok:
             await self._event_as(pvc, "Warning", "ProvisioningFailed", message, component)
-            self.queue.add_after(("pvc", ns, name), RETRY_SECONDS)
+            self.queue.add_after(("pvc", ns, name), self._number("provisioner.retrySeconds") or RETRY_SECONDS)
             return
         await self._provision(pvc, sc, component)
 

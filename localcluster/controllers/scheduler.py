@@ -207,13 +207,31 @@ class Scheduler(Controller):
                     return "node(s) didn't satisfy existing pods anti-affinity rules"
         return None
 
+    def _unschedulable_seconds(self) -> float:
+        try:
+            return max(0.0, float(self.faults.get("scheduler.unschedulableSeconds").strip() or 0))
+        except ValueError:
+            return 0.0
+
+    def _young(self, pod: dict) -> float:
+        """Fault knob scheduler.unschedulableSeconds: seconds left before a new pod may be bound (as while
+        the old pods hold the nodes during a rollout); 0 when it may."""
+        wait = self._unschedulable_seconds()
+        created = (pod.get("metadata") or {}).get("creationTimestamp")
+        if not wait or not created:
+            return 0.0
+        import datetime
+        born = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+        age = (datetime.datetime.now(datetime.timezone.utc) - born).total_seconds()
+        return max(0.0, wait - age)
+
     def place(self, pod: dict) -> tuple[str | None, str | None]:
         """(node, None) or (None, FailedScheduling message)."""
         nodes = sorted(self.nodes.items(), key=lambda n: n["metadata"]["name"])
         total = len(nodes)
         if total == 0:
             return None, "no nodes available to schedule pods"
-        if self.faults.enabled("scheduler.unschedulable"):
+        if self.faults.enabled("scheduler.unschedulable") or self._young(pod):
             return None, fit_error(total, {n["metadata"]["name"]: ("node(s) were unschedulable", False)
                                            for n in nodes})
         problem = self._volume_problem(pod)
@@ -279,7 +297,8 @@ class Scheduler(Controller):
                         "message": message, "lastProbeTime": None, "lastTransitionTime": timestamp()}
                 await self.client.patch(p + "/status", {"status": {"conditions": conditions + [cond]}})
             await self.event(pod, "Warning", "FailedScheduling", message)
-            self.queue.add_after(key, RETRY_SECONDS)
+            young = self._young(pod)
+            self.queue.add_after(key, min(RETRY_SECONDS, young + 0.1) if young else RETRY_SECONDS)
             return
         cond = {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                 "lastTransitionTime": timestamp()}

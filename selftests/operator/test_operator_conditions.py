@@ -287,3 +287,35 @@ def test_co_last_transition_time():
 def test_co_no_inputs_is_normal(t):
     c = aggregate(t, [])
     assert c["reason"] == "AsExpected" and c["status"] == {"Available": "True"}.get(t, "False")
+
+
+# --- release-4.12 ... 4.21 (the default of the local cluster: 4.18), operator-facts §6.4, §12.1 -------
+def run_418(state, dep, err=None, previous=(), now=NOW, routes=()):
+    conds = config_conditions(state, dep, err, list(previous), GRACE, routes=routes, now=now, release=(4, 18))
+    return {c["type"]: (c["status"], c["reason"], c["message"]) for c in conds}, conds
+
+
+def test_418_complete_by_counts():
+    d = deploy(available=1, replicas=1, complete=False)     # counts complete, no NewReplicaSetAvailable yet
+    d["spec"] = {"replicas": 1}
+    c, _ = run_418("Managed", d)
+    assert c["Available"][:2] == ("True", "Ready") and c["Progressing"][:2] == ("False", "Ready")
+
+
+def test_418_minimum_availability_while_not_complete():
+    d = deploy(available=1, replicas=1, complete=False)
+    d["spec"] = {"replicas": 2}
+    c, _ = run_418("Managed", d)
+    assert c["Available"][:2] == ("True", "MinimumAvailability")
+    assert c["Progressing"][:2] == ("True", "DeploymentNotCompleted")
+
+
+def test_418_deadline_degrades_only_while_available():
+    d = deploy(available=1, replicas=2, complete=False, deadline=True)
+    d["spec"] = {"replicas": 2}
+    c, _ = run_418("Managed", d)
+    assert c["Degraded"][:2] == ("True", "ProgressDeadlineExceeded")
+    d0 = deploy(available=0, replicas=1, complete=False, deadline=True)
+    d0["spec"] = {"replicas": 1}
+    c, _ = run_418("Managed", d0)
+    assert c["Degraded"][0] == "False"        # Available=False within the grace: no Degraded at all

@@ -101,7 +101,7 @@ def test_deployment_empty_dir():
     assert dep["metadata"]["labels"] == {"docker-registry": "default"}
     assert dep["spec"]["selector"] == {"matchLabels": {"docker-registry": "default"}}
     assert dep["spec"]["template"]["metadata"]["labels"] == {"docker-registry": "default"}
-    assert dep["spec"]["progressDeadlineSeconds"] == 120
+    assert dep["spec"]["progressDeadlineSeconds"] == 60      # release-4.12 ... 4.21 (facts §12.1)
     pod = dep["spec"]["template"]["spec"]
     c = pod["containers"][0]
     assert c["name"] == "registry" and c["image"] == S.REGISTRY_IMAGE
@@ -223,3 +223,15 @@ def test_reverting_manual_edits():
     fixed = R.updated_object(svc, live)
     assert fixed["spec"]["clusterIP"] == "172.30.0.10" and fixed["spec"]["ports"][0]["port"] == 5000
     assert not R.needs_update(R.private_config_secret(), {"metadata": {"name": "x"}, "type": "Opaque"})
+
+
+@pytest.mark.parametrize("version,override,want", [("4.18", 0, 60), ("4.12", 0, 60), ("4.21", 0, 60),
+                                                    ("4.22", 0, 120), ("main", 0, 120), ("4.18", 3, 3)])
+def test_progress_deadline_by_openshift_version(version, override, want):
+    """CIRO pkg/resource/deployment.go: 60 s on release-4.12 ... 4.21, 120 s from release-4.22."""
+    from localcluster.settings import Settings, progress_deadline_seconds
+    settings = Settings(openshift=version, progress_deadline_seconds=override)
+    sp = spec()
+    dep = R.deployment(sp, EmptyDirDriver().volumes({"spec": sp}), "d",
+                       progress_deadline_seconds=progress_deadline_seconds(settings))
+    assert dep["spec"]["progressDeadlineSeconds"] == want

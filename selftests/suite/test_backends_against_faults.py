@@ -71,7 +71,7 @@ def junit_skips(path: Path) -> dict[str, str]:
 def run_suite(lc: LocalClusterProcess, tmp: Path, run_id: str, args: list[str]) -> tuple[int, str, Path]:
     junit = tmp / f"{run_id}.xml"
     cmd = [sys.executable, "-m", "pytest", *args, f"--kubeconfig={lc.kubeconfig}", "--allow-destructive",
-           "--ingress-address", lc.info["ingress_address"], "--rollout-timeout", "40",
+           "--ingress-address", lc.info["ingress_address"], "--rollout-timeout", "40", "--grace=all=3",
            f"--reports-dir={tmp / 'reports'}", "--run-id", run_id, f"--junitxml={junit}",
            "-p", "no:cacheprovider", "-q"]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

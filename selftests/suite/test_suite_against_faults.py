@@ -45,7 +45,8 @@ CASES = [
     Case("deployment.stallRollout", {"deployment.stallRollout": "true"}, [BACKENDS, "-k", "emptydir and rollout"],
          "test_rollout_completes[emptydir]", ["registry rollout", "updatedReplicas=0"]),
     Case("kubelet.neverReady", {"kubelet.neverReady": "true"}, [BACKENDS, "-k", "emptydir and rollout"],
-         "test_rollout_completes[emptydir]", ["registry rollout", "ready=False"]),
+         "test_rollout_completes[emptydir]", ["registry rollout cannot succeed", "but not Ready", "ContainersNotReady",
+                                              "Readiness probe failed"]),
     Case("scheduler.unschedulable", {"scheduler.unschedulable": "true"}, [BACKENDS, "-k", "emptydir and rollout"],
          "test_rollout_completes[emptydir]", ["registry rollout cannot succeed", "FailedScheduling"]),
     Case("provisioner.fail", {"provisioner.fail": "true"}, [BACKENDS, "-k", "default-pvc and rollout"],
@@ -92,7 +93,7 @@ def test_suite_reports_the_cause(case: Case, tmp_path):
         junit = tmp_path / "junit.xml"
         cmd = [sys.executable, "-m", "pytest", *case.select, f"--kubeconfig={lc.kubeconfig}",
                "--allow-destructive", "--ingress-address", lc.info["ingress_address"],
-               "--rollout-timeout", str(case.rollout_timeout), f"--reports-dir={tmp_path / 'reports'}",
+               "--rollout-timeout", str(case.rollout_timeout), "--grace=all=3", f"--reports-dir={tmp_path / 'reports'}",
                "--run-id", case.id, f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if case.after_snapshot:

@@ -60,18 +60,33 @@ def deployment_complete(deploy: dict) -> bool:
     return bool(cond and cond.get("status") == TRUE and cond.get("reason") == "NewReplicaSetAvailable")
 
 
+def deployment_complete_counts(deploy: dict) -> bool:
+    """release-4.10 ... 4.21 rule (isDeploymentStatusComplete): updated == status.replicas == available
+    == spec.replicas (default 1) and the controller observed the generation (operator-facts §6.4)."""
+    st = deploy.get("status") or {}
+    want = int(((deploy.get("spec") or {}).get("replicas", 1)))
+    gen = int((deploy.get("metadata") or {}).get("generation") or 0)
+    return (int(st.get("updatedReplicas") or 0) == want and int(st.get("replicas") or 0) == want
+            and int(st.get("availableReplicas") or 0) == want and int(st.get("observedGeneration") or 0) >= gen)
+
+
 def _deleting(obj: dict) -> bool:
     return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def config_conditions(state: str, deploy: Optional[dict], apply_error: Optional[SyncError],
                       previous: list, grace_seconds: float, routes: tuple = (),
-                      now: Optional[datetime.datetime] = None) -> list:
+                      now: Optional[datetime.datetime] = None, release: tuple = (99, 0)) -> list:
     """The Config's Available/Progressing/Degraded/Removed after a sync.
 
     state: spec.managementState; deploy: the Deployment or None; apply_error: the sync's error;
-    previous: the current condition list (copied, not modified); routes: the operator's routes.
+    previous: the current condition list (copied, not modified); routes: the operator's routes;
+    release: (major, minor) of the emulated OpenShift release: before 4.22 "complete" is the counts rule
+    and Degraded follows release-4.21's if/else (CIRO pkg/operator/status.go at release-4.18: no
+    ProgressDeadlineExceeded while Available is not True; RouteDegraded only once complete).
     Returns the new full condition list (other conditions kept as they are)."""
+    legacy = tuple(release) < (4, 22)
+    complete = deployment_complete_counts if legacy else deployment_complete
     now = now or datetime.datetime.now(datetime.timezone.utc)
     ts = now_str(now)
     conds = [dict(c) for c in previous or []]
@@ -94,7 +109,7 @@ def config_conditions(state: str, deploy: Optional[dict], apply_error: Optional[
         available = int(st.get("availableReplicas") or 0)
         if available == 0:
             avail = (FALSE, "NoReplicasAvailable", "The deployment does not have available replicas")
-        elif available != int(st.get("replicas") or 0):
+        elif (not complete(deploy)) if legacy else available != int(st.get("replicas") or 0):
             avail = (TRUE, "MinimumAvailability", "The registry has minimum availability")
         else:
             avail = (TRUE, "Ready", "The registry is ready")
@@ -115,7 +130,7 @@ def config_conditions(state: str, deploy: Optional[dict], apply_error: Optional[
                 "All resources are successfully applied, but the deployment does not exist")
     elif _deleting(deploy):
         prog = (TRUE, "FinalizingDeployment", "The deployment is being deleted")
-    elif not deployment_complete(deploy):
+    elif not complete(deploy):
         prog = (TRUE, "DeploymentNotCompleted", "The deployment has not completed")
     else:
         prog = (FALSE, "Ready", "The registry is ready")
@@ -129,6 +144,24 @@ def config_conditions(state: str, deploy: Optional[dict], apply_error: Optional[
         deg = (FALSE, "Removed", "The registry is removed")
     elif permanent:
         deg = (TRUE, apply_error.reason, f"Error: {apply_error}")
+    elif legacy:
+        pd = _deploy_condition(deploy, "Progressing") if deploy is not None else None
+        bad_route = _route_not_admitted(routes)
+        if available["status"] != TRUE:
+            if (now - parse_time(available["lastTransitionTime"])).total_seconds() > grace_seconds:
+                deg = (TRUE, "Unavailable", available["message"])
+            else:
+                deg = (FALSE, "", "")
+        elif deploy is not None and not complete(deploy):
+            if pd and pd.get("reason") == "ProgressDeadlineExceeded":
+                deg = (TRUE, "ProgressDeadlineExceeded",
+                       f"Registry deployment has timed out progressing: {pd.get('message', '')}")
+            else:
+                deg = (FALSE, "", "")
+        elif bad_route:
+            deg = (TRUE, "RouteDegraded", bad_route)
+        else:
+            deg = (FALSE, "", "")
     elif available["status"] != TRUE and \
             (now - parse_time(available["lastTransitionTime"])).total_seconds() > grace_seconds:
         deg = (TRUE, "Unavailable", available["message"])
@@ -192,10 +225,11 @@ def node_ca_conditions(daemonset: Optional[dict]) -> list:
                     "The daemon set node-ca does not have available replicas"))
     gen = int((daemonset.get("metadata") or {}).get("generation") or 0)
     if int(st.get("observedGeneration") or 0) < gen:
-        out.append(("NodeCADaemonProgressing", TRUE, "Rollout", "The daemon set node-ca is updating node pods"))
+        # CIRO pkg/operator/nodecadaemon.go (release-4.12 ... 4.21): reasons Progressing / Unavailable
+        out.append(("NodeCADaemonProgressing", TRUE, "Progressing", "The daemon set node-ca is updating node pods"))
     elif int(st.get("numberUnavailable") or 0) > 0 or \
             int(st.get("updatedNumberScheduled") or 0) < int(st.get("desiredNumberScheduled") or 0):
-        out.append(("NodeCADaemonProgressing", TRUE, "Rollout", "The daemon set node-ca is deploying node pods"))
+        out.append(("NodeCADaemonProgressing", TRUE, "Unavailable", "The daemon set node-ca is deploying node pods"))
     else:
         out.append(("NodeCADaemonProgressing", FALSE, "AsExpected", "The daemon set node-ca is deployed"))
     return out
@@ -224,7 +258,8 @@ def aggregate(type_: str, config_conditions_: list, pruner_conditions: list = ()
     reason = "::".join(reasons)
     if not reason and status == normal:
         reason = "AsExpected"
-    message = "\n".join(f"{c['type']}: {c['message']}" for c in inputs if c.get("message"))
+    message = "\n".join(f"{c['type']}: {line}" for c in inputs if c.get("message")
+                        for line in c["message"].split("\n"))
     times = sorted(c["lastTransitionTime"] for c in inputs if c.get("lastTransitionTime"))
     return {"type": type_, "status": status, "reason": reason, "message": message,
             "lastTransitionTime": times[-1] if times else now_str()}

@@ -39,6 +39,8 @@ NODE_CA_IMAGE = _s.PAUSE_IMAGE
 FAULT_MUTATE_SPEC = "operator.mutateSpec"
 FAULT_SKIP_PVC_CHECKS = "operator.skipPVCChecks"
 FAULT_ACCEPT_SEVERAL_STORAGE_TYPES = "operator.acceptSeveralStorageTypes"
+FAULT_DEPLOYMENT_PATCH = "operator.deploymentPatch"     # JSON merge patch on the Deployment it writes
+FAULT_DEFAULT_CLAIM_ACCESS_MODE = "operator.defaultClaimAccessMode"   # access mode of the claim it creates
 
 # Config storage members in the order the real NewDriver checks them, with their driver names.
 STORAGE_TYPES = (

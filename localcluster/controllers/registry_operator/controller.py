@@ -178,6 +178,12 @@ class ImageRegistryOperator:
             return await self._get(pvc_p(name))
 
         async def create_pvc(body):
+            mode = self.faults().get(C.FAULT_DEFAULT_CLAIM_ACCESS_MODE, "").strip()
+            if mode:
+                # Fault knob: the operator creates its own claim with another access mode (and then
+                # refuses it in checkPVC, as a broken operator would).
+                body = copy.deepcopy(body)
+                body["spec"]["accessModes"] = [mode]
             try:
                 return await self.client.create(path("v1", "persistentvolumeclaims", C.NAMESPACE), body)
             except ApiError as e:
@@ -249,7 +255,7 @@ class ImageRegistryOperator:
             op_routes = await self._operator_routes()
         cr["status"]["conditions"] = config_conditions(
             state, deploy, apply_error, cr["status"]["conditions"], self.settings.degraded_grace_seconds,
-            routes=tuple(op_routes))
+            routes=tuple(op_routes), release=S.version_tuple(self.settings.openshift))
         if state != "Unmanaged":
             ds = await self.ensure_node_ca()
             for t, st, reason, msg in node_ca_conditions(ds):
@@ -361,7 +367,16 @@ class ImageRegistryOperator:
             "status") or {}
         proxy = {"http": proxy.get("httpProxy"), "https": proxy.get("httpsProxy"), "noProxy": proxy.get("noProxy")}
         deps = checksum({"certs": certs.get("data") or {}, "secret": secret.get("data") or {}})
-        await self.ensure(deployment(spec, driver.volumes(cr), deps, proxy))
+        desired = deployment(spec, driver.volumes(cr), deps, proxy,
+                             progress_deadline_seconds=S.progress_deadline_seconds(self.settings))
+        raw = self.faults().get(C.FAULT_DEPLOYMENT_PATCH, "").strip()
+        if raw:
+            # Fault knob: the operator writes a Deployment unlike what the Config asks (merge patch).
+            try:
+                desired = json_merge_patch(desired, json.loads(raw))
+            except ValueError:
+                log.warning("fault %s is not JSON: %r", C.FAULT_DEPLOYMENT_PATCH, raw)
+        await self.ensure(desired)
         await self.ensure(pdb(spec))
         user_secrets = {}
         for r in spec.get("routes") or []:

@@ -129,7 +129,8 @@ def default_affinity() -> dict:
         {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": dict(C.LABELS)}}]}}
 
 
-def deployment(spec: dict, storage_volumes: tuple, deps_checksum: str, proxy: Optional[dict] = None) -> dict:
+def deployment(spec: dict, storage_volumes: tuple, deps_checksum: str, proxy: Optional[dict] = None,
+               progress_deadline_seconds: int = 60) -> dict:
     """Deployment `image-registry`. storage_volumes = (volumes, mounts, env) from the storage driver."""
     s_volumes, s_mounts, s_env = storage_volumes
     replicas = int(spec.get("replicas") or 0)
@@ -186,7 +187,8 @@ def deployment(spec: dict, storage_volumes: tuple, deps_checksum: str, proxy: Op
         "replicas": replicas,
         "selector": {"matchLabels": dict(C.LABELS)},
         "strategy": rollout_strategy(spec),
-        "progressDeadlineSeconds": 120,
+        # 60 on release-4.12 ... 4.21, 120 from release-4.22 (operator-facts §12.1): by settings.openshift
+        "progressDeadlineSeconds": int(progress_deadline_seconds),
         "template": {"metadata": {"labels": dict(C.LABELS), "annotations": template_annotations},
                      "spec": pod_spec},
     }

@@ -97,8 +97,10 @@ class Driver:
         return cr["spec"]["storage"].get(self.key) or {}
 
     def storage_changed(self, cr: dict) -> bool:
+        # reflect.DeepEqual on the Go structs: an omitempty zero value equals an absent field.
         status_storage = (cr.get("status") or {}).get("storage") or {}
-        return cr["spec"]["storage"].get(self.key) != status_storage.get(self.key)
+        return go_storage_member(self.key, cr["spec"]["storage"].get(self.key)) != \
+            go_storage_member(self.key, status_storage.get(self.key))
 
     async def storage_exists(self, cr: dict, ctx: StorageContext) -> bool:
         raise NotImplementedError
@@ -290,14 +292,46 @@ async def sync_storage(cr: dict, ctx: StorageContext, platform_storage: Callable
     if not storage.get("managementState"):
         storage["managementState"] = "Managed" if status.get("storageManaged") else "Unmanaged"
     status["storageManaged"] = storage["managementState"] == "Managed"
-    status["storage"] = {driver.key: copy.deepcopy(storage.get(driver.key) or {}),
+    # Written from the Go struct (ImageRegistryConfigStorage): omitempty zero values vanish
+    # (`encrypt: false`), fields without omitempty appear with their zero value (operator-facts §12.2).
+    status["storage"] = {driver.key: go_storage_member(driver.key, storage.get(driver.key)),
                          "managementState": storage["managementState"]}
     return driver
 
 
+# --- status.storage as the Go types serialize it (openshift/api imageregistry/v1/types.go) --------------
+# Per storage member: fields tagged omitempty (dropped when zero) and fields without omitempty (always
+# written, with their zero value when unset).
+_OMITEMPTY = {
+    "s3": ("bucket", "region", "regionEndpoint", "chunkSizeMiB", "encrypt", "keyID", "cloudFront"),
+    "gcs": ("bucket", "region", "projectID", "keyID"),
+    "swift": ("authURL", "authVersion", "container", "domain", "domainID", "tenant", "tenantID", "regionName"),
+    "pvc": ("claim",),
+}
+_ALWAYS = {
+    "s3": {"virtualHostedStyle": False, "trustedCA": {"name": ""}},
+}
+
+
+def go_storage_member(key: str, value: Optional[dict]) -> Optional[dict]:
+    """One spec.storage member (`s3`, `pvc`, ...) round-tripped through its Go struct."""
+    if value is None:
+        return None
+    out = copy.deepcopy(value)
+    for field in _OMITEMPTY.get(key, ()):
+        if field in out and out[field] in (False, 0, "", None, {}):
+            del out[field]
+    for field, zero in _ALWAYS.get(key, {}).items():
+        if field not in out or out[field] is None:
+            out[field] = copy.deepcopy(zero)
+        elif isinstance(zero, dict) and isinstance(out[field], dict):
+            out[field] = {**copy.deepcopy(zero), **out[field]}
+    return out
+
+
 __all__ = ["STORAGE_NOT_CONFIGURED", "PVC_NOT_OWNED", "Driver", "EmptyDirDriver", "PVCDriver", "DRIVERS",
            "StorageContext", "check_pvc", "configured_types", "default_pvc", "driver_for_status",
-           "new_driver", "owned_by_operator", "pvc_not_found", "select_storage_type", "sync_storage"]
+           "go_storage_member", "new_driver", "owned_by_operator", "pvc_not_found", "select_storage_type", "sync_storage"]
 
 
 # S3 (Ceph RGW / NooBaa / any S3 endpoint): registered last, it subclasses Driver.
