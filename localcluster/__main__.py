@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     chaos.add_argument("--api-conflict-rate", type=float, default=None,
                        help="fraction of updates and patches answered 409 Conflict")
     chaos.add_argument("--api-chaos-seed", type=int, default=None, help="seed of the fault injection")
+    cp = serve.add_argument_group("control plane (localcluster/realcp/, localcluster/README.md)")
+    cp.add_argument("--control-plane", dest="control_plane", choices=("builtin", "real"), default=None,
+                    help="builtin: the project's API server and operator emulation (default); real: etcd, "
+                         "kube-apiserver, kube-controller-manager, kube-scheduler and the real operator "
+                         "(needs ../shared/bin, etcd and root)")
+    cp.add_argument("--openshift", choices=("4.16", "4.18", "4.20", "main"), default=None,
+                    help="the OpenShift release of the operator (default 4.18)")
     serve.add_argument("--log-level", default=os.environ.get("LOCALCLUSTER_LOG_LEVEL", "INFO"))
     return p
 
@@ -69,7 +76,19 @@ async def _serve(args) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     started = time.monotonic()
-    cluster = LocalCluster(settings)
+    if settings.control_plane == "real":
+        from localcluster.realcp import netns
+        if not netns.is_inner():
+            # Re-run inside a private network namespace; relay the suite's connections (netns.py).
+            return await netns.serve_outer(list(args.argv), args.kubeconfig, stop)
+        from localcluster.realcp.cluster import RealCluster
+        cluster = RealCluster(settings)
+    elif settings.control_plane != "builtin":
+        logging.getLogger("localcluster").error(
+            "unknown control plane %r: use builtin or real", settings.control_plane)
+        return 2
+    else:
+        cluster = LocalCluster(settings)
     info_path = Path(str(args.kubeconfig) + ".info.json")
     try:
         start = asyncio.create_task(cluster.start())
@@ -96,6 +115,7 @@ async def _serve(args) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "serve":

@@ -71,6 +71,12 @@ class Settings:
     api_watch_drop_rate: float = 0.0  # fraction of watches closed early after a short random time
     api_conflict_rate: float = 0.0    # fraction of updates/patches answered 409 Conflict
     api_chaos_seed: int = 0           # seed of the fault injection's random generator
+    # Control plane (issue 8): "builtin" (the project's API server, controllers and operator emulation)
+    # or "real" (etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the real operator of
+    # release `openshift`, in a private network namespace: localcluster/realcp/). `--control-plane`,
+    # `--openshift` / LOCALCLUSTER_CONTROL_PLANE, LOCALCLUSTER_OPENSHIFT.
+    control_plane: str = "builtin"
+    openshift: str = "4.18"          # 4.16, 4.18, 4.20 or main
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
