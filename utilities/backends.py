@@ -113,6 +113,10 @@ class Backend:
         if self.operator_creates_claim:
             out.setdefault("pvc", {})["claim"] = self.claim_name
         out.setdefault("managementState", self.storage_management_state)
+        # The operator's Go types drop s3.encrypt when false (`json:"encrypt,omitempty"`): a real
+        # operator's status never says `encrypt: false`.
+        if isinstance(out.get("s3"), dict) and out["s3"].get("encrypt") is False:
+            del out["s3"]["encrypt"]
         return out
 
 

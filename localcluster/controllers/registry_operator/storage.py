@@ -98,7 +98,8 @@ class Driver:
 
     def storage_changed(self, cr: dict) -> bool:
         status_storage = (cr.get("status") or {}).get("storage") or {}
-        return cr["spec"]["storage"].get(self.key) != status_storage.get(self.key)
+        return omit_empty(self.key, cr["spec"]["storage"].get(self.key)) != \
+            omit_empty(self.key, status_storage.get(self.key))
 
     async def storage_exists(self, cr: dict, ctx: StorageContext) -> bool:
         raise NotImplementedError
@@ -290,12 +291,21 @@ async def sync_storage(cr: dict, ctx: StorageContext, platform_storage: Callable
     if not storage.get("managementState"):
         storage["managementState"] = "Managed" if status.get("storageManaged") else "Unmanaged"
     status["storageManaged"] = storage["managementState"] == "Managed"
-    status["storage"] = {driver.key: copy.deepcopy(storage.get(driver.key) or {}),
+    status["storage"] = {driver.key: omit_empty(driver.key, storage.get(driver.key) or {}),
                          "managementState": storage["managementState"]}
     return driver
 
 
-__all__ = ["STORAGE_NOT_CONFIGURED", "PVC_NOT_OWNED", "Driver", "EmptyDirDriver", "PVCDriver", "DRIVERS",
+def omit_empty(key: str, conf):
+    """A copy of the storage member as the real operator writes it into status: its Go types drop
+    `s3.encrypt` when false (`json:"encrypt,omitempty"`); seen with the real 4.18 operator (issue 8)."""
+    out = copy.deepcopy(conf)
+    if key == "s3" and isinstance(out, dict) and out.get("encrypt") is False:
+        del out["encrypt"]
+    return out
+
+
+__all__ = ["omit_empty", "STORAGE_NOT_CONFIGURED", "PVC_NOT_OWNED", "Driver", "EmptyDirDriver", "PVCDriver", "DRIVERS",
            "StorageContext", "check_pvc", "configured_types", "default_pvc", "driver_for_status",
            "new_driver", "owned_by_operator", "pvc_not_found", "select_storage_type", "sync_storage"]
 
