@@ -176,7 +176,10 @@ def _node_ca_ready(cluster):
 
 def test_bootstrap_vsphere(cluster):
     cfg = cluster.wait(lambda: cluster.get(CONFIG), what="bootstrap")
-    # As the real operator: no node-ca DaemonSet (nor its conditions) while Removed on a new cluster.
+    cluster.wait_condition("NodeCADaemonAvailable", ("False", "NoAvailableReplicas"))
+    assert cluster.conditions(CO)["Available"][:2] == ("False", "NodeCADaemonNoAvailableReplicas::Removed")
+    _node_ca_ready(cluster)
+    cluster.wait_condition("NodeCADaemonAvailable", ("True", "AsExpected"))
     assert cfg["metadata"]["finalizers"] == ["imageregistry.operator.openshift.io/finalizer"]
     spec = cfg["spec"]
     assert (spec["managementState"], spec["replicas"], spec["rolloutStrategy"], spec["storage"]) == \
@@ -189,13 +192,11 @@ def test_bootstrap_vsphere(cluster):
     cluster.wait_condition("Available", ("True", "Removed"), p=CO)
     co = cluster.get(CO)
     co_c = cluster.conditions(CO)
-    assert co_c["Available"][2].startswith("Available: The registry is removed") and \
-        "NodeCADaemon" not in co_c["Available"][2], co_c["Available"]
-    assert "NodeCADaemonAvailable" not in cluster.conditions()
+    assert co_c["Available"][2].startswith("Available: The registry is removed\nNodeCADaemonAvailable: ")
     assert co_c["Progressing"][:2] == ("False", "Removed") and co_c["Degraded"][0] == "False"
     assert {"group": "", "resource": "namespaces", "name": NS} in co["status"]["relatedObjects"]
     assert co["status"]["versions"] == [{"name": "operator", "version": S.OPENSHIFT_VERSION}]
-    assert cluster.get(path("apps/v1", "daemonsets", NS, "node-ca")) is None
+    assert cluster.get(path("apps/v1", "daemonsets", NS, "node-ca")) is not None
     assert cluster.get(DEPLOY) is None
     # No hot loop: nothing is written while nothing changes.
     cluster.assert_quiet()
@@ -215,9 +216,7 @@ def test_managed_without_storage(cluster):
 def test_empty_dir_deployment(cluster):
     _manage(cluster, {"emptyDir": {}})
     dep = cluster.wait(lambda: cluster.get(DEPLOY), what="deployment")
-    # The Deployment is written before the Config's spec (httpSecret) in the same sync.
-    cfg = cluster.wait(lambda: (lambda c: c if c["spec"].get("httpSecret") else None)(cluster.get(CONFIG)),
-                       what="httpSecret written back")
+    cfg = cluster.get(CONFIG)
     assert len(cfg["spec"]["httpSecret"]) == 128
     pod = dep["spec"]["template"]["spec"]
     vols = {v["name"]: v for v in pod["volumes"]}
@@ -303,9 +302,6 @@ def test_rwo_two_replicas_rejected_and_fault_knob(cluster):
 def test_removed_deletes_objects_and_managed_pvc(cluster):
     _manage(cluster, {"pvc": {}}, defaultRoute=True)
     cluster.wait(lambda: cluster.get(DEPLOY), what="deployment")
-    # RemoveStorage finds the claim in status.storage: wait until the operator recorded it there.
-    cluster.wait(lambda: ((cluster.get(CONFIG).get("status") or {}).get("storage") or {}).get("pvc"),
-                 what="status.storage.pvc")
     route = path("route.openshift.io/v1", "routes", NS, "default-route")
     assert cluster.wait(lambda: cluster.get(route), what="default route")["spec"]["tls"]["termination"] == "reencrypt"
     cluster.patch(CONFIG, {"spec": {"defaultRoute": False}})
@@ -352,8 +348,7 @@ def test_delete_config_finalizes_and_bootstraps_again(cluster):
     _manage(cluster, {"pvc": {}})
     cluster.wait(lambda: cluster.get(DEPLOY), what="deployment")
     # RemoveStorage finds the claim in status.storage: wait until the operator recorded it there.
-    cluster.wait(lambda: ((cluster.get(CONFIG).get("status") or {}).get("storage") or {}).get("pvc"),
-                 what="status.storage.pvc")
+    cluster.wait(lambda: (cluster.get(CONFIG)["status"].get("storage") or {}).get("pvc"), what="status.storage.pvc")
     uid = cluster.get(CONFIG)["metadata"]["uid"]
     cluster.call(cluster.client.delete(CONFIG))
     cluster.wait(lambda: cluster.get(DEPLOY) is None, what="deployment removed by the finalizer")

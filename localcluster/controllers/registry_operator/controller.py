@@ -251,16 +251,9 @@ class ImageRegistryOperator:
             state, deploy, apply_error, cr["status"]["conditions"], self.settings.degraded_grace_seconds,
             routes=tuple(op_routes))
         if state != "Unmanaged":
-            # The real operator (4.16-main, run on the real control plane, issue 8) does not create the
-            # node-ca DaemonSet while Removed (nor delete it): a new cluster has neither it nor its
-            # NodeCADaemon* conditions until the registry is first Managed.
-            if state == "Removed":
-                ds = await self._get(path("apps/v1", "daemonsets", C.NAMESPACE, C.NODE_CA))
-            else:
-                ds = await self.ensure_node_ca()
-            if ds is not None or state != "Removed":
-                for t, st, reason, msg in node_ca_conditions(ds):
-                    set_condition(cr["status"]["conditions"], t, st, reason, msg)
+            ds = await self.ensure_node_ca()
+            for t, st, reason, msg in node_ca_conditions(ds):
+                set_condition(cr["status"]["conditions"], t, st, reason, msg)
         # The operator's other controllers (image config, registry certificates, node-ca) each report
         # their own Degraded condition; they meet no error here.
         for t in OTHER_CONTROLLERS_DEGRADED:
