@@ -93,6 +93,8 @@ class RealCluster(LocalCluster):
             Provisioner(self._client(admin.token), s),
             kubelet,
         ]
+        from localcluster.realcp.faults import RealFaults
+        controllers.append(RealFaults(self._client(admin.token), s))
         if self.odf is not None:
             from localcluster.odf import ObjectBucketProvisioner
             controllers.append(ObjectBucketProvisioner(self._client(admin.token), s, odf=self.odf))

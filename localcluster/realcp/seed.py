@@ -125,6 +125,17 @@ async def pre_seed(client, release: str, operator_version: str) -> None:
     await _create(client, path("v1", "serviceaccounts", "openshift-image-registry"), {
         "apiVersion": "v1", "kind": "ServiceAccount",
         "metadata": {"name": "node-ca", "namespace": "openshift-image-registry"}})
+    # The operator's metrics Service (a CVO manifest). Not only for metrics: the node-ca controller syncs
+    # only on DaemonSet and Service events in openshift-image-registry, so without a Service there at
+    # start a Removed cluster never gets its node-ca DaemonSet (real clusters always have it:
+    # e2e TestNodeCADaemonAlwaysDeployed).
+    await _create(client, path("v1", "services", "openshift-image-registry"), {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "image-registry-operator", "namespace": "openshift-image-registry",
+                     "labels": {"name": "image-registry-operator"},
+                     "annotations": {"service.alpha.openshift.io/serving-cert-secret-name": "image-registry-operator-tls"}},
+        "spec": {"selector": {"name": "cluster-image-registry-operator"},
+                 "ports": [{"name": "metrics", "port": 60000, "targetPort": 60000, "protocol": "TCP"}]}})
     # ClusterVersion: status.availableUpdates is required though nullable; seed.py's merge patch keeps it.
     cv_path = path("config.openshift.io/v1", "clusterversions")
     await wait_served(client, cv_path)
