@@ -72,7 +72,11 @@ def observe(c) -> dict:
     out["config.spec.replicas"] = (cfg.get("spec") or {}).get("replicas")
     out["config.spec.rolloutStrategy"] = (cfg.get("spec") or {}).get("rolloutStrategy")
     co = kube.get_or_none(c.custom.get_cluster_custom_object, *CO_GVR, "image-registry") or {}
-    out.update({k: v for k, v in _conditions(co, "clusteroperator.status.conditions").items()
+    # The ClusterOperator's messages join the Config conditions' messages in the order of the Config's
+    # conditions list, i.e. in the order the operator's controllers first wrote them (a race at start,
+    # seen both ways on the real operator): compared as sets of lines.
+    out.update({k: (v[0], v[1], tuple(sorted(v[2].splitlines())))
+                for k, v in _conditions(co, "clusteroperator.status.conditions").items()
                 if k.rsplit(".", 1)[1] in ("Available", "Progressing", "Degraded")})
     ac = c.api_client
     dep = kube.get_or_none(c.apps.read_namespaced_deployment, "image-registry", "openshift-image-registry")
