@@ -163,7 +163,9 @@ async def serve_outer(argv: list[str], kubeconfig: Path, stop: asyncio.Event, st
     inner_kc = bridge_dir / "kubeconfig"
     env = dict(os.environ, **{INNER_ENV: "1", BRIDGE_ENV: str(bridge_dir)})
     started = time.monotonic()
-    proc = subprocess.Popen(inner_command(argv, inner_kc), env=env, stdin=subprocess.DEVNULL)
+    from localcluster.realcp.controlplane import _die_with_parent
+    proc = subprocess.Popen(inner_command(argv, inner_kc), env=env, stdin=subprocess.DEVNULL,
+                            preexec_fn=_die_with_parent)
     bridge = OuterBridge(bridge_dir)
     info_path = Path(str(kubeconfig) + ".info.json")
     try:
