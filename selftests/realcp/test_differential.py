@@ -36,17 +36,12 @@ _OTHER_CONTROLLERS = ("the operator's other controllers write their own *Control
                       "first sync: which exist depends on the release (AzureStackCloud on 4.16-4.20, "
                       "ImageConfig on main) and on when the snapshot is taken")
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
-    ("*", "deployment.volumes"): "the emulation's Deployment lacks the bound-sa-token (projected service account "
-                                 "token), installation-pull-secrets and trusted-ca volumes",
-    ("*", "deployment.registry.mounts"): "same: their mounts (/var/run/secrets/openshift/serviceaccount, "
-                                         "/var/lib/kubelet/, /usr/share/pki/ca-trust-source)",
     ("4.16", "deployment.spec.progressDeadlineSeconds"): "60 before 4.22; the emulation's --openshift (work-7c) has it",
     ("4.18", "deployment.spec.progressDeadlineSeconds"): "60 before 4.22; the emulation's --openshift (work-7c) has it",
     ("4.20", "deployment.spec.progressDeadlineSeconds"): "60 before 4.22; the emulation's --openshift (work-7c) has it",
     ("main", "deployment.registry.env"): "main adds REGISTRY_HTTP_TLS_MINVERSION and "
                                          "OPENSHIFT_REGISTRY_HTTP_TLS_CIPHERSUITES (the APIServer's TLS profile); "
                                          "the emulation has no per-release registry env yet",
-    ("*", "config.status.conditions.AzureStackCloudControllerDegraded"): _OTHER_CONTROLLERS,
     ("*", "config.status.conditions.ImageConfigControllerDegraded"): _OTHER_CONTROLLERS,
     ("*", "config.status.conditions.ImageRegistryCertificatesControllerDegraded"): _OTHER_CONTROLLERS,
     ("*", "config.status.conditions.NodeCADaemonControllerDegraded"): _OTHER_CONTROLLERS,
