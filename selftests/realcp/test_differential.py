@@ -33,8 +33,8 @@ CO_GVR = ("config.openshift.io", "v1", "clusteroperators")
 
 # (release or "*", field prefix) -> why. Found by this test (issue 8); each is an emulation gap still open.
 _OTHER_CONTROLLERS = ("the operator's other controllers write their own *ControllerDegraded condition when they "
-                      "first sync: which exist depends on the release (AzureStackCloud on 4.16-4.20, "
-                      "ImageConfig on main) and on when the snapshot is taken")
+                      "first sync: which exist depends on the release (ConfigObservation on main) "
+                      " and on when the snapshot is taken")
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
     ("4.16", "deployment.spec.progressDeadlineSeconds"): "60 before 4.22; the emulation's --openshift (work-7c) has it",
     ("4.18", "deployment.spec.progressDeadlineSeconds"): "60 before 4.22; the emulation's --openshift (work-7c) has it",
