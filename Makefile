@@ -13,6 +13,13 @@ CLUSTER_CONTEXT ?=
 ALLOW_DESTRUCTIVE ?=
 # Pre-upgrade review of a must-gather, offline: make validate MUST_GATHER=DIR (only the readonly checks run).
 MUST_GATHER ?=
+# issue 8: the local cluster's control plane. Where ../shared/bin holds the real binaries, `make validate`
+# runs on the real kube-apiserver and the real operator of OPENSHIFT (4.16, 4.18, 4.20, main); elsewhere
+# (a user's fresh clone) on the built-in one. CONTROL_PLANE=builtin|real overrides.
+OPENSHIFT ?= 4.18
+CONTROL_PLANE ?= $(if $(wildcard ../shared/bin/SHA256SUMS.raw),real,builtin)
+ETCD_BIN := /usr/bin/etcd
+LOCALCLUSTER_ENV := $(if $(CLUSTER_KUBECONFIG),,LOCALCLUSTER_CONTROL_PLANE=$(CONTROL_PLANE) LOCALCLUSTER_OPENSHIFT=$(OPENSHIFT))
 # Path options are passed as --opt=VALUE: pytest would otherwise take the path for a test path.
 CLUSTER_ARGS := $(if $(CLUSTER_KUBECONFIG),--kubeconfig=$(abspath $(CLUSTER_KUBECONFIG))) \
 	$(if $(CLUSTER_CONTEXT),--context=$(CLUSTER_CONTEXT)) \
@@ -28,7 +35,7 @@ CHROMIUM := /usr/bin/chromium
 RUN_DIR ?= reports/latest
 
 validate: setup
-	$(PY) -m pytest $(strip $(CLUSTER_ARGS)) $(PYTEST_ARGS)
+	$(LOCALCLUSTER_ENV) $(PY) -m pytest $(strip $(CLUSTER_ARGS)) $(PYTEST_ARGS)
 
 test: setup test-setup
 	$(PY) -m pytest selftests $(PYTEST_ARGS)
@@ -50,7 +57,13 @@ $(CHROMIUM):
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
-setup: $(REGISTRY_BIN) $(VENV)/.installed
+setup: $(REGISTRY_BIN) $(VENV)/.installed $(if $(or $(filter real,$(CONTROL_PLANE)),$(wildcard ../shared/bin/SHA256SUMS.raw)),$(ETCD_BIN))
+
+# The real control plane's etcd (Debian etcd-server); installing it may start a service: stop it.
+$(ETCD_BIN):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server
+	-$(SUDO) systemctl disable --now etcd >/dev/null 2>&1 || true
 
 $(REGISTRY_BIN):
 	$(SUDO) apt-get update

@@ -96,8 +96,9 @@ def _configure_graces(config):
 
 def pytest_report_header(config):
     run_dir = config.stash.get(RUN_DIR, None)
-    from fixtures import safety
-    return ([f"reports: {run_dir}"] if run_dir else []) + safety.report_header(config)
+    from fixtures import cluster, safety
+    return ([f"reports: {run_dir}"] if run_dir else []) + safety.report_header(config) + \
+        cluster.report_header(config)
 
 
 def pytest_sessionstart(session):

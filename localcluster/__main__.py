@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--must-gather", dest="must_gather", default=None, metavar="DIR",
                        help="serve the objects of this must-gather read-only (no controllers; writes "
                             "answered 405 MethodNotAllowed)")
+    cp = serve.add_argument_group("control plane (localcluster/realcp/, localcluster/README.md)")
+    cp.add_argument("--control-plane", dest="control_plane", choices=("builtin", "real"), default=None,
+                    help="builtin: the project's API server and operator emulation (default); real: etcd, "
+                         "kube-apiserver, kube-controller-manager, kube-scheduler and the real operator "
+                         "(needs ../shared/bin, etcd and root)")
     serve.add_argument("--log-level", default=os.environ.get("LOCALCLUSTER_LOG_LEVEL", "INFO"))
     return p
 
@@ -91,7 +96,19 @@ async def _serve(args) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     started = time.monotonic()
-    cluster = LocalCluster(settings)
+    if settings.control_plane == "real":
+        from localcluster.realcp import netns
+        if not netns.is_inner():
+            # Re-run inside a private network namespace; relay the suite's connections (netns.py).
+            return await netns.serve_outer(list(args.argv), args.kubeconfig, stop)
+        from localcluster.realcp.cluster import RealCluster
+        cluster = RealCluster(settings)
+    elif settings.control_plane != "builtin":
+        logging.getLogger("localcluster").error(
+            "unknown control plane %r: use builtin or real", settings.control_plane)
+        return 2
+    else:
+        cluster = LocalCluster(settings)
     info_path = Path(str(args.kubeconfig) + ".info.json")
     try:
         start = asyncio.create_task(cluster.start())
@@ -130,6 +147,7 @@ def suite_command(kubeconfig, ingress_address: str) -> str:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "serve":

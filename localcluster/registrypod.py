@@ -440,9 +440,24 @@ class RegistryContainer:
         """The User the token belongs to, or None when the API server refuses the token."""
         async with self._api_session.get(self.api_server + "/apis/user.openshift.io/v1/users/~",
                                          headers={"Authorization": f"Bearer {token}"}) as r:
+            if r.status == 404:
+                # No openshift-apiserver (the real control plane, localcluster/realcp): ask kube-apiserver
+                # who the token is (SelfSubjectReview), as openshift-apiserver answers users/~.
+                return await self._api_self_subject(token)
             if r.status != 200:
                 return None
             return await r.json()
+
+    async def _api_self_subject(self, token: str) -> dict | None:
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        async with self._api_session.post(self.api_server + "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                                          json=body, headers={"Authorization": f"Bearer {token}"}) as r:
+            if r.status not in (200, 201):
+                return None
+            info = ((await r.json()).get("status") or {}).get("userInfo") or {}
+            return {"kind": "User", "apiVersion": "user.openshift.io/v1",
+                    "metadata": {"name": info.get("username", ""), "uid": info.get("uid", "")},
+                    "groups": info.get("groups") or []}
 
     async def _allowed(self, token: str, namespace: str, name: str, verb: str,
                        resource: str = "imagestreams", subresource: str = "layers") -> bool:

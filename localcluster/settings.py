@@ -90,6 +90,11 @@ class Settings:
     # The ODF (ocs-operator) release: "4.12" serves the RGW route without TLS (plain HTTP), later
     # releases as an edge route (operator-facts §12.9); `--odf-version`.
     odf_version: str = "4.18"
+    # Control plane (issue 8): "builtin" (the project's API server, controllers and operator emulation)
+    # or "real" (etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the real operator of
+    # release `openshift` (4.16, 4.18, 4.20 or main), in a private network namespace: localcluster/realcp/). `--control-plane`,
+    # `--openshift` / LOCALCLUSTER_CONTROL_PLANE, LOCALCLUSTER_OPENSHIFT.
+    control_plane: str = "builtin"
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":

@@ -76,7 +76,9 @@ class _Container:
         self.spec = spec
         self.name = spec["name"]
         self.image = spec.get("image", "")
-        self.is_registry = self.image == S.REGISTRY_IMAGE
+        # The real operator's node-ca DaemonSet (4.16-4.20) runs the registry image too, with a shell loop
+        # that copies CAs: a pause container here.
+        self.is_registry = self.image == S.REGISTRY_IMAGE and self.name != "node-ca"
         self.runtime: RegistryContainer | None = None
         self.started_at: str | None = None
         self.ready = False
@@ -625,6 +627,10 @@ class Kubelet:
             if not self.attachments[pv_name]:
                 del self.attachments[pv_name]
 
+    # The first two octets of pod IPs. The real control plane (localcluster/realcp/) uses a non-loopback
+    # range routed to lo in its network namespace: kube-apiserver refuses loopback Endpoints.
+    pod_network = "127.1"
+
     def allocate_ip(self, uid: str) -> str:
         if uid in self._ips:
             return self._ips[uid]
@@ -632,11 +638,11 @@ class Kubelet:
         start = random.randrange(0, 250 * 250)
         for i in range(250 * 250):
             n = (start + i) % (250 * 250)
-            ip = f"127.1.{n // 250}.{n % 250 + 2}"
+            ip = f"{self.pod_network}.{n // 250}.{n % 250 + 2}"
             if ip not in used and _ip_free(ip, 5000):
                 self._ips[uid] = ip
                 return ip
-        raise RuntimeError("no free pod IP in 127.1.0.0/16")
+        raise RuntimeError(f"no free pod IP in {self.pod_network}.0.0/16")
 
     def release_ip(self, uid: str) -> None:
         self._ips.pop(uid, None)

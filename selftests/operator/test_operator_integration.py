@@ -216,7 +216,9 @@ def test_managed_without_storage(cluster):
 def test_empty_dir_deployment(cluster):
     _manage(cluster, {"emptyDir": {}})
     dep = cluster.wait(lambda: cluster.get(DEPLOY), what="deployment")
-    cfg = cluster.get(CONFIG)
+    # The Deployment is written before the Config's spec (httpSecret) in the same sync.
+    cfg = cluster.wait(lambda: (lambda c: c if c["spec"].get("httpSecret") else None)(cluster.get(CONFIG)),
+                       what="httpSecret written back")
     assert len(cfg["spec"]["httpSecret"]) == 128
     pod = dep["spec"]["template"]["spec"]
     vols = {v["name"]: v for v in pod["volumes"]}
@@ -302,6 +304,9 @@ def test_rwo_two_replicas_rejected_and_fault_knob(cluster):
 def test_removed_deletes_objects_and_managed_pvc(cluster):
     _manage(cluster, {"pvc": {}}, defaultRoute=True)
     cluster.wait(lambda: cluster.get(DEPLOY), what="deployment")
+    # RemoveStorage finds the claim in status.storage: wait until the operator recorded it there.
+    cluster.wait(lambda: ((cluster.get(CONFIG).get("status") or {}).get("storage") or {}).get("pvc"),
+                 what="status.storage.pvc")
     route = path("route.openshift.io/v1", "routes", NS, "default-route")
     assert cluster.wait(lambda: cluster.get(route), what="default route")["spec"]["tls"]["termination"] == "reencrypt"
     cluster.patch(CONFIG, {"spec": {"defaultRoute": False}})
@@ -348,7 +353,8 @@ def test_delete_config_finalizes_and_bootstraps_again(cluster):
     _manage(cluster, {"pvc": {}})
     cluster.wait(lambda: cluster.get(DEPLOY), what="deployment")
     # RemoveStorage finds the claim in status.storage: wait until the operator recorded it there.
-    cluster.wait(lambda: (cluster.get(CONFIG)["status"].get("storage") or {}).get("pvc"), what="status.storage.pvc")
+    cluster.wait(lambda: ((cluster.get(CONFIG).get("status") or {}).get("storage") or {}).get("pvc"),
+                 what="status.storage.pvc")
     uid = cluster.get(CONFIG)["metadata"]["uid"]
     cluster.call(cluster.client.delete(CONFIG))
     cluster.wait(lambda: cluster.get(DEPLOY) is None, what="deployment removed by the finalizer")

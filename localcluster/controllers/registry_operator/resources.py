@@ -138,11 +138,22 @@ def deployment(spec: dict, storage_volumes: tuple, deps_checksum: str, proxy: Op
         {"name": "registry-tls", "secret": {"secretName": C.TLS_SECRET}},
         {"name": "ca-trust-extracted", "emptyDir": {}},
         {"name": "registry-certificates", "configMap": {"name": C.CERTS_CONFIGMAP}},
+        # operator-facts.md §4.1; the real operator (4.16-main) has them too (issue 8, differential selftest).
+        {"name": "trusted-ca", "configMap": {"name": "trusted-ca", "optional": True,
+                                             "items": [{"key": "ca-bundle.crt", "path": "anchors/ca-bundle.crt"}]}},
+        {"name": "installation-pull-secrets", "secret": {
+            "secretName": "installation-pull-secrets", "optional": True,
+            "items": [{"key": ".dockerconfigjson", "path": "config.json"}]}},
+        {"name": "bound-sa-token", "projected": {"sources": [
+            {"serviceAccountToken": {"audience": "openshift", "expirationSeconds": 3600, "path": "token"}}]}},
     ]
     mounts = list(s_mounts) + [
         {"name": "registry-tls", "mountPath": "/etc/secrets"},
         {"name": "ca-trust-extracted", "mountPath": "/etc/pki/ca-trust/extracted"},
         {"name": "registry-certificates", "mountPath": "/etc/pki/ca-trust/source/anchors"},
+        {"name": "trusted-ca", "mountPath": "/usr/share/pki/ca-trust-source"},
+        {"name": "installation-pull-secrets", "mountPath": "/var/lib/kubelet/"},
+        {"name": "bound-sa-token", "mountPath": "/var/run/secrets/openshift/serviceaccount", "readOnly": True},
     ]
     probe = {"httpGet": {"path": "/healthz", "port": C.PORT, "scheme": "HTTPS"}, "timeoutSeconds": 5}
     container = {

@@ -1,0 +1,50 @@
+"""Faults with real mechanisms (issue 8, item 5): the fault cases of selftests/suite/test_suite_against_faults.py
+on the real control plane, where kube-scheduler and kube-controller-manager play their part. The
+knobs become what a real cluster would do (localcluster/realcp/faults.py: cordoned nodes, a pod quota)
+or act on the project's own node-side components (the kubelet, the provisioner, the registry pods);
+the same test must fail, and its message must name the same cause, on both control planes.
+
+Skips where the real control plane cannot run (../shared/bin, etcd, root).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from localcluster.realcp import binaries
+from selftests.suite.test_suite_against_faults import CASES, junit_outcomes, set_faults
+from utilities.kube import load_cluster
+from utilities.localcluster_process import REPO_ROOT, LocalClusterProcess
+
+WHY = binaries.missing_reason()
+pytestmark = [pytest.mark.skipif(WHY is not None, reason=str(WHY)), pytest.mark.timeout(900)]
+
+# The cases whose knob has a counterpart on the real control plane (operator.* is the emulation's own).
+REAL_CASES = [c for c in CASES if c.id in ("scheduler.unschedulable", "deployment.stallRollout",
+                                           "kubelet.neverReady", "provisioner.fail", "registry.dropImages")]
+
+
+@pytest.mark.parametrize("case", REAL_CASES, ids=[c.id for c in REAL_CASES])
+def test_suite_reports_the_cause_on_the_real_control_plane(case, tmp_path):
+    with LocalClusterProcess(tmp_path / "cluster", ["--control-plane=real", *case.serve_args],
+                             start_timeout=300) as lc:
+        cluster = load_cluster(lc.kubeconfig, embedded=True)
+        set_faults(cluster, case.faults)
+        junit = tmp_path / "junit.xml"
+        cmd = [sys.executable, "-m", "pytest", *case.select, f"--kubeconfig={lc.kubeconfig}",
+               "--allow-destructive", "--ingress-address", lc.info["ingress_address"],
+               "--rollout-timeout", str(max(case.rollout_timeout, 60)), f"--reports-dir={tmp_path / 'reports'}",
+               "--run-id", case.id, f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=700)
+        cluster.api_client.close()
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, f"the suite passed although {case.id} was injected:\n{output[-3000:]}"
+    outcomes = junit_outcomes(junit)
+    assert case.failing_test in outcomes, f"{case.failing_test} did not run: {sorted(outcomes)}\n{output[-2000:]}"
+    messages = outcomes[case.failing_test]
+    assert messages, f"{case.failing_test} did not fail:\n{output[-3000:]}"
+    text = "\n".join(messages)
+    missing = [e for e in case.expect if e not in text]
+    assert not missing, f"{case.failing_test} failed without naming {missing}:\n{text[-3000:]}"
