@@ -270,6 +270,11 @@ class _PodWorker:
                 self.volume_dirs[name] = await self._attach_pvc(name, vol["persistentVolumeClaim"]["claimName"])
             elif "emptyDir" in vol:
                 d = self.dir / "volumes" / "empty-dir" / name
+                if str(self.k.faults.get("kubelet.keepEmptyDir", "")).lower() == "true":
+                    # Fault (issue 9): emptyDir outlives the pod: replacements of the same owner reuse it.
+                    owner = next((r.get("name") for r in self.pod["metadata"].get("ownerReferences") or []), "")
+                    owner = owner.rsplit("-", 1)[0] if owner else self.pod["metadata"]["name"]
+                    d = self.k.settings.state_dir / "kept-empty-dirs" / self.namespace / owner / name
                 d.mkdir(parents=True, exist_ok=True)
                 self.volume_dirs[name] = d
             elif "hostPath" in vol:

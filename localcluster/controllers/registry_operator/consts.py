@@ -39,6 +39,11 @@ NODE_CA_IMAGE = _s.PAUSE_IMAGE
 FAULT_MUTATE_SPEC = "operator.mutateSpec"
 FAULT_SKIP_PVC_CHECKS = "operator.skipPVCChecks"
 FAULT_ACCEPT_SEVERAL_STORAGE_TYPES = "operator.acceptSeveralStorageTypes"
+# issue 9 (checks that cannot be fooled)
+FAULT_AVAILABLE_WHILE_DOWN = "operator.availableWhileDown"
+FAULT_CO_ALWAYS_AVAILABLE = "operator.clusterOperatorAlwaysAvailable"
+FAULT_PDB_MIN_AVAILABLE = "operator.pdbMinAvailable"
+FAULT_IGNORE_TRUSTED_CA = "operator.ignoreTrustedCA"
 
 # Config storage members in the order the real NewDriver checks them, with their driver names.
 STORAGE_TYPES = (
