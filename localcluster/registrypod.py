@@ -275,11 +275,6 @@ class RegistryContainer:
         bundle = self._ca_bundle()
         if bundle:
             env["SSL_CERT_FILE"] = bundle
-        if env.get("REGISTRY_STORAGE") == "s3" and \
-                str((self.faults() or {}).get("registry.skipS3Verify", "")).lower() == "true":
-            # Fault (issue 9): the registry does not verify the S3 endpoint's certificate at all.
-            env["REGISTRY_STORAGE_S3_SKIPVERIFY"] = "true"
-            log.info("fault registry.skipS3Verify: S3 TLS verification is off")
         return env
 
     def _ca_bundle(self) -> str | None:

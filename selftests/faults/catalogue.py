@@ -129,7 +129,7 @@ CATALOGUE: list[Fault] = [
           "test_clusteroperator_conditions_while_down[emptydir]",
           ("ClusterOperator image-registry", "NoReplicasAvailable"),
           "the ClusterOperator says Available=False while no registry pod is ready", selftest=True),
-    Fault("registry.skipS3Verify", {"registry.skipS3Verify": "true"},
+    Fault("registry.ignoreTrustedCA", {"registry.ignoreTrustedCA": "true"},
           (TRUST, "--backend", "ceph-rgw", "-k", "registry"), "test_registry_verifies_the_s3_endpoint[ceph-rgw]",
           ("does not verify the S3 endpoint", "trustedCA"),
           "the registry verifies the S3 endpoint with the trustedCA config map", selftest=True),

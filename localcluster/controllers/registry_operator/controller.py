@@ -402,7 +402,9 @@ class ImageRegistryOperator:
             if len(keys) != 1:
                 return
             driver = DRIVERS[keys[0]]()
-            await self.ensure(await self._certificates(await driver.ca_bundle(cr, self._storage_context())))
+            bundle = await driver.ca_bundle(cr, self._storage_context())
+            if bundle:      # only a bundle read from the trustedCA config map; never remove one here
+                await self.ensure(await self._certificates(bundle))
         except (SyncError, ApiError, Requeue, TypeError) as e:
             log.debug("certificates alone: %s", e)
 
