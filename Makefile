@@ -16,13 +16,20 @@ CLUSTER_ARGS := $(if $(CLUSTER_KUBECONFIG),--kubeconfig=$(abspath $(CLUSTER_KUBE
 	$(if $(CLUSTER_CONTEXT),--context=$(CLUSTER_CONTEXT)) \
 	$(if $(filter yes true 1,$(ALLOW_DESTRUCTIVE)),--allow-destructive)
 
-.PHONY: validate test setup
+.PHONY: validate test setup detection
 
 validate: setup
 	$(PY) -m pytest $(strip $(CLUSTER_ARGS)) $(PYTEST_ARGS)
 
 test: setup
 	$(PY) -m pytest selftests $(PYTEST_ARGS)
+
+# Every fault of selftests/faults/catalogue.py against local clusters: which test caught it, how fast, the
+# message, and the faults caught by no test (a few minutes; not part of `make test`).
+# DETECTION_ARGS="--only registry.staleTags" runs one.
+DETECTION_ARGS ?=
+detection: setup
+	$(PY) -m selftests.faults.detection $(DETECTION_ARGS)
 
 setup: $(REGISTRY_BIN) $(VENV)/.installed
 
