@@ -373,7 +373,13 @@ class ImageRegistryOperator:
             "status") or {}
         proxy = {"http": proxy.get("httpProxy"), "https": proxy.get("httpsProxy"), "noProxy": proxy.get("noProxy")}
         deps = checksum({"certs": certs.get("data") or {}, "secret": secret.get("data") or {}})
-        await self.ensure(deployment(spec, driver.volumes(cr), deps, proxy))
+        volumes = driver.volumes(cr)
+        suffix = self.faults().get(C.FAULT_S3_BUCKET_SUFFIX, "").strip()
+        for e in volumes[2] if suffix else ():
+            if e.get("name") == "REGISTRY_STORAGE_S3_BUCKET" and e.get("value"):
+                # fault operator.s3BucketSuffix (issue 9): not the spec's bucket (names end at 63 characters)
+                e["value"] = e["value"][:63 - len(suffix)] + suffix
+        await self.ensure(deployment(spec, volumes, deps, proxy))
         await self.ensure(pdb(spec, self.faults().get(C.FAULT_PDB_MIN_AVAILABLE, "").strip() or None))
         user_secrets = {}
         for r in spec.get("routes") or []:
