@@ -7,7 +7,9 @@
   more replicas, 0 with one (with 1 and one replica a node drain during an upgrade hangs), selecting the
   registry pods;
 - a tag pushed twice with different manifests points at the newer one (through the route, and the
-  manifest pulled by tag is the newer image, every digest checked).
+  manifest pulled by tag is the newer image, every digest checked);
+- images.config.openshift.io/cluster tells the control plane where the registry is
+  (internalRegistryHostname, the default route among externalRegistryHostnames).
 
 Each backend of --backend is crossed with these checks (fixtures/storage.py `registry_backend`).
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import pytest
 
-from utilities import kube
+from utilities import kube, waits
 from utilities import registry_steps as steps
 from utilities.images import build_random_image
 from utilities.kube import REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE
@@ -23,6 +25,7 @@ from utilities.kube import REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE
 pytestmark = [pytest.mark.destructive, pytest.mark.storage]
 
 PDB_NAME = "image-registry"
+IMAGE_CONFIG_GRACE = 20.0     # seconds for the operator to publish the route host once it is admitted
 REGISTRY_LABELS = {"docker-registry": "default"}
 _UNITS = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50,
           "k": 10 ** 3, "K": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12, "P": 10 ** 15}
@@ -128,3 +131,33 @@ def test_tag_points_at_the_newest_push(cluster, registry_backend, backend_route,
                               "a tag must point at the newest manifest pushed to it")
         pulled = client.pull_image(repo, tag, expected_digest=d2)
         client.verify_same(pulled, second)
+
+
+def test_image_config_names_the_registry(cluster, registry_backend, backend_route):
+    """images.config.openshift.io/cluster status (what the control plane is told, operator-facts.md §4.2,
+    §12.4): internalRegistryHostname image-registry.openshift-image-registry.svc:5000 while the Service
+    exists, and the default route's host among externalRegistryHostnames."""
+    want_internal = f"{steps.SERVICE_HOST}:{steps.REGISTRY_PORT}"
+    state = {}
+
+    def names_it(obj):
+        state["obj"] = obj
+        st = (obj or {}).get("status") or {}
+        return st.get("internalRegistryHostname") == want_internal and \
+            backend_route in (st.get("externalRegistryHostnames") or [])
+
+    sources = [("image", cluster.custom.list_cluster_custom_object,
+                {"group": "config.openshift.io", "version": "v1", "plural": "images",
+                 "field_selector": "metadata.name=cluster"})]
+    read = lambda: kube.get_or_none(cluster.custom.get_cluster_custom_object,  # noqa: E731
+                                    "config.openshift.io", "v1", "images", "cluster")
+    try:
+        waits._wait_loop(sources, lambda: names_it(read()), IMAGE_CONFIG_GRACE, lambda: "",
+                         "images.config.openshift.io/cluster to name the registry")
+    except waits.WaitTimeout:
+        st = ((state.get("obj") or {}).get("status") or {})
+        pytest.fail(f"images.config.openshift.io/cluster: status.internalRegistryHostname "
+                    f"{st.get('internalRegistryHostname')!r} (expected {want_internal!r}), "
+                    f"status.externalRegistryHostnames {st.get('externalRegistryHostnames')!r} (expected to "
+                    f"contain the default route's host {backend_route!r}) {IMAGE_CONFIG_GRACE:.0f}s after the "
+                    f"route was admitted: the operator does not tell the control plane where the registry is")

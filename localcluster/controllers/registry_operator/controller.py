@@ -504,6 +504,8 @@ class ImageRegistryOperator:
                 raise
 
     async def sync_image_config(self, state: str, deploy: Optional[dict], op_routes: list) -> None:
+        if self._fault(C.FAULT_STALE_IMAGE_CONFIG):
+            return      # fault operator.staleImageConfig (issue 9): the control plane is never told
         image = await self._get(IMAGE_CONFIG_P)
         if image is None:
             return
