@@ -161,3 +161,45 @@ def test_image_config_names_the_registry(cluster, registry_backend, backend_rout
                     f"status.externalRegistryHostnames {st.get('externalRegistryHostnames')!r} (expected to "
                     f"contain the default route's host {backend_route!r}) {IMAGE_CONFIG_GRACE:.0f}s after the "
                     f"route was admitted: the operator does not tell the control plane where the registry is")
+
+
+PROBE_ENV = "REGISTRY_CONFORMANCE_MANUAL_EDIT"
+REVERT_GRACE = 60.0   # the operator's e2e TestRestoreDeploymentAfterUserChanges allows one minute
+
+
+def _probe_index(dep) -> tuple[int, int | None]:
+    containers = dep.spec.template.spec.containers or []
+    ci = next((i for i, c in enumerate(containers) if c.name == "registry"), 0)
+    env = containers[ci].env or []
+    return ci, next((i for i, e in enumerate(env) if e.name == PROBE_ENV), None)
+
+
+def test_manual_deployment_edit_is_reverted(cluster, registry_backend, rollout_timeout):
+    """The Deployment is what the Config declares: an env variable added by hand to the registry container
+    is removed by the operator within a minute (operator-facts.md §4.1)."""
+    read = lambda: kube.call(cluster.apps.read_namespaced_deployment, REGISTRY_DEPLOYMENT,  # noqa: E731
+                             REGISTRY_NAMESPACE)
+    ci, _ = _probe_index(read())
+    has_env = bool(read().spec.template.spec.containers[ci].env)
+    patch = [{"op": "add", "path": f"/spec/template/spec/containers/{ci}/env/-",
+              "value": {"name": PROBE_ENV, "value": "1"}}] if has_env else \
+        [{"op": "add", "path": f"/spec/template/spec/containers/{ci}/env",
+          "value": [{"name": PROBE_ENV, "value": "1"}]}]
+    kube.call(cluster.apps.patch_namespaced_deployment, REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE, patch)
+    sources = [("deployment", cluster.apps.list_namespaced_deployment,
+                {"namespace": REGISTRY_NAMESPACE, "field_selector": f"metadata.name={REGISTRY_DEPLOYMENT}"})]
+    try:
+        waits._wait_loop(sources, lambda: _probe_index(read())[1] is None, REVERT_GRACE, lambda: "",
+                         "the operator to revert the manual edit")
+        reverted = True
+    except waits.WaitTimeout:
+        reverted = False
+    finally:
+        ci, ei = _probe_index(read())
+        if ei is not None:      # put the Deployment back ourselves
+            kube.call(cluster.apps.patch_namespaced_deployment, REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE,
+                      [{"op": "remove", "path": f"/spec/template/spec/containers/{ci}/env/{ei}"}])
+        waits.wait_for_rollout(cluster, rollout_timeout)
+    assert reverted, (f"Deployment {REGISTRY_NAMESPACE}/{REGISTRY_DEPLOYMENT}: env {PROBE_ENV} added by hand to "
+                      f"container {ci} is still there {REVERT_GRACE:.0f}s later: the operator does not put the "
+                      "Deployment back to what the Config declares (it reverts manual edits)")

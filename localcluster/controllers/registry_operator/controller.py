@@ -164,6 +164,8 @@ class ImageRegistryOperator:
                 raise
         if (existing.get("metadata") or {}).get("deletionTimestamp"):
             raise Requeue(f"{plural}/{name} is being deleted")
+        if desired["kind"] == "Deployment" and self._fault(C.FAULT_KEEP_USER_EDITS):
+            return existing     # fault operator.keepUserEdits (issue 9): an existing Deployment is left as is
         if needs_update(desired, existing):
             log.info("updating %s/%s", plural, name)
             try:
