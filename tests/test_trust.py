@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 CERTS_CONFIGMAP = "image-registry-certificates"
 STORAGE_CA_KEY = "storage-ca-bundle.pem"
 OPERATOR_GRACE = 30.0     # seconds for the operator to re-check the bucket once it has the new bundle
-READY_GRACE = 30.0        # seconds for a replacement pod to become ready (if it ever does)
+READY_GRACE = 120.0       # at most this (and the rollout timeout) for a replacement pod to become ready: a
+                          # registry that skips verification becomes ready as fast as a healthy one would
 
 
 def unrelated_ca_pem() -> str:
@@ -178,17 +179,18 @@ def test_registry_verifies_the_s3_endpoint(cluster, wrong_trusted_ca, backend_ro
                     raise
     waits.wait_until_gone(lambda: steps.registry_pod_uids(cluster, include_terminating=True) & old or None,
                           "the deleted registry pods to terminate", rollout_timeout)
+    grace = min(READY_GRACE, rollout_timeout)
     sources = [("pods", cluster.core.list_namespaced_pod,
                 {"namespace": REGISTRY_NAMESPACE, "label_selector": kube.REGISTRY_POD_SELECTOR})]
     try:
-        waits._wait_loop(sources, lambda: steps.ready_registry_pods(cluster), READY_GRACE, lambda: "",
+        waits._wait_loop(sources, lambda: steps.ready_registry_pods(cluster), grace, lambda: "",
                          "a replacement registry pod to become ready")
     except waits.WaitTimeout:
         pass
     ready = steps.ready_registry_pods(cluster)
     if not ready:
         log.info("no replacement registry pod became ready within %.0fs: the registry refuses storage it "
-                 "cannot verify", READY_GRACE)
+                 "cannot verify", grace)
         return
     try:
         pushed = push_fresh_image(cluster, backend_route, test_namespace, name="trust")

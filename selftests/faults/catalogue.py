@@ -20,6 +20,7 @@ REFUSALS = "tests/test_storage_refusals.py"
 DECLARED = "tests/test_declared_vs_provided.py"
 DOWN = "tests/test_conditions_while_down.py"
 TRUST = "tests/test_trust.py"
+REMOVED = "tests/test_removed_leaves_nothing.py"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +126,10 @@ CATALOGUE: list[Fault] = [
           "test_manual_deployment_edit_is_reverted[emptydir]",
           ("REGISTRY_CONFORMANCE_MANUAL_EDIT", "is still there", "reverts manual edits"),
           "the operator puts the Deployment back to what the Config declares"),
+    Fault("operator.leaveObjectsOnRemoved", {"operator.leaveObjectsOnRemoved": "true"}, (REMOVED,),
+          "test_removed_leaves_nothing_behind", ("still there", "Service image-registry",
+                                                 "PodDisruptionBudget image-registry", "Route default-route"),
+          "Removed deletes the registry's objects and the control plane stops naming it", selftest=True),
     Fault("kubelet.keepEmptyDir", {"kubelet.keepEmptyDir": "true"},
           (BACKENDS, "--backend", "emptydir", "-k", "after_registry_restart"),
           "test_images_after_registry_restart[emptydir]",

@@ -47,6 +47,7 @@ FAULT_IGNORE_TRUSTED_CA = "operator.ignoreTrustedCA"
 FAULT_S3_BUCKET_SUFFIX = "operator.s3BucketSuffix"
 FAULT_STALE_IMAGE_CONFIG = "operator.staleImageConfig"
 FAULT_KEEP_USER_EDITS = "operator.keepUserEdits"
+FAULT_LEAVE_OBJECTS_ON_REMOVED = "operator.leaveObjectsOnRemoved"
 
 # Config storage members in the order the real NewDriver checks them, with their driver names.
 STORAGE_TYPES = (

@@ -447,6 +447,11 @@ class ImageRegistryOperator:
 
     async def remove_resources(self, cr: dict) -> None:
         ns = C.NAMESPACE
+        if self._fault(C.FAULT_LEAVE_OBJECTS_ON_REMOVED):
+            # Fault (issue 9): only the Deployment goes; Service, Secret, SA, PDB and routes stay.
+            await self._delete(path("apps/v1", "deployments", ns, C.DEPLOYMENT_NAME))
+            cr.setdefault("status", {})["storage"] = {}
+            return
         for api, plural, name in (
                 ("apps/v1", "deployments", C.DEPLOYMENT_NAME), ("v1", "services", C.SERVICE_NAME),
                 ("v1", "secrets", C.PRIVATE_CONFIG_SECRET), ("v1", "serviceaccounts", C.SERVICE_ACCOUNT),
