@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pytest
 
-from utilities import kube, waits
+from utilities import kube, provided, waits
 from utilities import registry_steps as steps
 from utilities.images import build_random_image
 from utilities.kube import REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE
@@ -26,18 +26,6 @@ pytestmark = [pytest.mark.destructive, pytest.mark.storage]
 
 PDB_NAME = "image-registry"
 IMAGE_CONFIG_GRACE = 20.0     # seconds for the operator to publish the route host once it is admitted
-REGISTRY_LABELS = {"docker-registry": "default"}
-_UNITS = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50,
-          "k": 10 ** 3, "K": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12, "P": 10 ** 15}
-
-
-def quantity_bytes(q: str) -> int:
-    """A Kubernetes storage quantity ("100Gi", "107374182400", "1.5Ti") in bytes."""
-    q = str(q).strip()
-    for unit in sorted(_UNITS, key=len, reverse=True):
-        if q.endswith(unit):
-            return int(float(q[:-len(unit)]) * _UNITS[unit])
-    return int(float(q))
 
 
 def _mounted_claim(cluster) -> str | None:
@@ -61,38 +49,8 @@ def test_volume_behind_the_claim_is_what_the_claim_says(cluster, registry_backen
     assert pvc.spec.volume_name, f"{where}: spec.volumeName is empty (phase {pvc.status.phase})"
     pv = kube.get_or_none(cluster.core.read_persistent_volume, pvc.spec.volume_name)
     assert pv is not None, f"{where}: its volume PV {pvc.spec.volume_name} does not exist"
-    pv_where = f"PV {pv.metadata.name} (bound to {where})"
-    problems = []
-    requested = (pvc.spec.resources.requests or {}).get("storage")
-    reported = (pvc.status.capacity or {}).get("storage")
-    provided = (pv.spec.capacity or {}).get("storage")
-    if not provided:
-        problems.append(f"{pv_where}: spec.capacity.storage is empty")
-    else:
-        if requested and quantity_bytes(provided) < quantity_bytes(requested):
-            problems.append(f"{pv_where}: spec.capacity.storage {provided} is less than the claim's request "
-                            f"spec.resources.requests.storage {requested}")
-        if reported and quantity_bytes(provided) != quantity_bytes(reported):
-            problems.append(f"{pv_where}: spec.capacity.storage {provided}, but the claim reports "
-                            f"status.capacity.storage {reported}")
-    asked_modes = set(pvc.spec.access_modes or [])
-    pv_modes = set(pv.spec.access_modes or [])
-    if not asked_modes <= pv_modes:
-        problems.append(f"{pv_where}: spec.accessModes {sorted(pv_modes)} lack the claim's "
-                        f"spec.accessModes {sorted(asked_modes - pv_modes)}")
-    if pvc.status.access_modes and set(pvc.status.access_modes) != pv_modes:
-        problems.append(f"{pv_where}: spec.accessModes {sorted(pv_modes)}, but the claim reports "
-                        f"status.accessModes {sorted(pvc.status.access_modes)}")
-    if pvc.spec.storage_class_name and pv.spec.storage_class_name != pvc.spec.storage_class_name:
-        problems.append(f"{pv_where}: spec.storageClassName {pv.spec.storage_class_name!r}, the claim's is "
-                        f"{pvc.spec.storage_class_name!r}")
-    ref = pv.spec.claim_ref
-    if ref is None or (ref.namespace, ref.name) != (REGISTRY_NAMESPACE, name) or \
-            (ref.uid and ref.uid != pvc.metadata.uid):
-        problems.append(f"{pv_where}: spec.claimRef {ref and (ref.namespace, ref.name, ref.uid)}, expected "
-                        f"({REGISTRY_NAMESPACE!r}, {name!r}, {pvc.metadata.uid!r})")
-    if pv.status.phase != "Bound":
-        problems.append(f"{pv_where}: status.phase {pv.status.phase}, expected Bound")
+    plain = cluster.api_client.sanitize_for_serialization
+    problems = provided.volume_problems(plain(pvc), plain(pv))
     assert not problems, "the volume provided is not the volume declared: " + "; ".join(problems)
 
 
@@ -104,16 +62,8 @@ def test_pod_disruption_budget(cluster, registry_backend):
     api = k8s.PolicyV1Api(cluster.api_client)
     pdb = kube.get_or_none(api.read_namespaced_pod_disruption_budget, PDB_NAME, REGISTRY_NAMESPACE)
     assert pdb is not None, f"PodDisruptionBudget {REGISTRY_NAMESPACE}/{PDB_NAME} not found (the operator creates it)"
-    where = f"PodDisruptionBudget {REGISTRY_NAMESPACE}/{PDB_NAME}"
-    want = 1 if replicas > 1 else 0
-    got = pdb.spec.min_available
-    why = ("with one replica, minAvailable 1 makes every node drain (an upgrade) wait forever"
-           if replicas == 1 else f"with {replicas} replicas one must stay available during a drain")
-    assert got == want or str(got) == str(want), \
-        f"{where}: spec.minAvailable {got!r}, expected {want} for spec.replicas {replicas} ({why})"
-    assert pdb.spec.max_unavailable is None, f"{where}: spec.maxUnavailable {pdb.spec.max_unavailable!r}, expected unset"
-    selector = (pdb.spec.selector.match_labels or {}) if pdb.spec.selector else {}
-    assert selector == REGISTRY_LABELS, f"{where}: spec.selector.matchLabels {selector}, expected {REGISTRY_LABELS}"
+    problems = provided.pdb_problems(cluster.api_client.sanitize_for_serialization(pdb), replicas)
+    assert not problems, "; ".join(problems)
 
 
 def test_tag_points_at_the_newest_push(cluster, registry_backend, backend_route, test_namespace):
