@@ -27,7 +27,8 @@ from utilities.timeline import Timeline, condition, reasons, registry_sources, s
 
 pytestmark = [pytest.mark.destructive, pytest.mark.storage]
 
-STATUS_LAG = 5.0      # seconds the operator may take to report what its Deployment says
+STATUS_LAG = 15.0     # seconds the operator may take to report what its Deployment says (a loaded machine,
+                      # S3 calls in every sync); real registry pods need more (readiness delay 15 s)
 ATTEMPTS = 3
 
 

@@ -149,7 +149,11 @@ def test_manual_deployment_edit_is_reverted(cluster, registry_backend, rollout_t
         if ei is not None:      # put the Deployment back ourselves
             kube.call(cluster.apps.patch_namespaced_deployment, REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE,
                       [{"op": "remove", "path": f"/spec/template/spec/containers/{ci}/env/{ei}"}])
-        waits.wait_for_rollout(cluster, rollout_timeout)
+        # Two rollouts in a row (the edit, the revert): pods of one may wait for the other's to go
+        # (anti-affinity), so wait for completion without failing on that transient FailedScheduling.
+        waits._wait_loop(waits.rollout_sources(cluster), lambda: waits.RolloutJudge.complete(waits.read_snapshot(cluster)),
+                         rollout_timeout, lambda: waits.describe_snapshot(waits.read_snapshot(cluster)),
+                         "the registry rollout after the manual edit")
     assert reverted, (f"Deployment {REGISTRY_NAMESPACE}/{REGISTRY_DEPLOYMENT}: env {PROBE_ENV} added by hand to "
                       f"container {ci} is still there {REVERT_GRACE:.0f}s later: the operator does not put the "
                       "Deployment back to what the Config declares (it reverts manual edits)")
