@@ -26,7 +26,7 @@ CLUSTER_ARGS := $(if $(CLUSTER_KUBECONFIG),--kubeconfig=$(abspath $(CLUSTER_KUBE
 	$(if $(filter yes true 1,$(ALLOW_DESTRUCTIVE)),--allow-destructive) \
 	$(if $(MUST_GATHER),--must-gather=$(abspath $(MUST_GATHER)))
 
-.PHONY: validate test setup report report-setup test-setup
+.PHONY: validate test setup report report-setup test-setup detection
 # Reports (issue 11): Allure 3 from npm in a project-local dir; Chromium for the report and notebook selftests.
 ALLURE_DIR := .cache/allure
 ALLURE_CLI := $(ALLURE_DIR)/node_modules/.bin/allure
@@ -64,6 +64,14 @@ $(ETCD_BIN):
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server
 	-$(SUDO) systemctl disable --now etcd >/dev/null 2>&1 || true
+
+# Every fault of selftests/faults/catalogue.py against local clusters: which test caught it, how fast, the
+# message, and the faults caught by no test (a few minutes; not part of `make test`).
+# DETECTION_ARGS="--only registry.staleTags" runs one.
+DETECTION_ARGS ?=
+detection: setup
+	$(PY) -m selftests.faults.detection $(DETECTION_ARGS)
+
 
 $(REGISTRY_BIN):
 	$(SUDO) apt-get update

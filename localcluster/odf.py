@@ -51,6 +51,7 @@ REGION = "us-east-1"
 COMPONENT = "objectbucket-provisioner"
 
 FAULT_WRONG_KEYS = "obc.wrongKeys"
+FAULT_SHADOW_BUCKET = "obc.shadowBucket"      # issue 9
 FAULT_DROP_WRITES = "s3.dropWrites"
 
 # Environment variables a moto process must not inherit (CA bundles, proxies: it serves plain HTTP).
@@ -240,6 +241,10 @@ class S3Server:
         iam.put_user_policy(UserName=user, PolicyName=f"{user}-bucket", PolicyDocument=bucket_policy(bucket))
         k = iam.create_access_key(UserName=user)["AccessKey"]
         return k["AccessKeyId"], k["SecretAccessKey"]
+
+    def allow_user(self, user: str, bucket: str) -> None:
+        self.client("iam").put_user_policy(UserName=user, PolicyName=f"{user}-{bucket}",
+                                           PolicyDocument=bucket_policy(bucket))
 
     def delete_user(self, user: str) -> None:
         iam = self.client("iam")
@@ -542,6 +547,12 @@ class ObjectBucketProvisioner:
         try:
             await self._blocking(server.create_bucket, bucket)
             key, secret = await self._blocking(server.create_user, user, bucket)
+            if self._fault(FAULT_SHADOW_BUCKET):
+                # Fault (issue 9): a second bucket "<bucket>-shadow" the claim's user may write too (for
+                # operator.s3BucketSuffix: a registry that writes somewhere else than the claimed bucket).
+                shadow = bucket[:63 - len("-shadow")] + "-shadow"     # bucket names end at 63 characters
+                await self._blocking(server.create_bucket, shadow)
+                await self._blocking(server.allow_user, user, shadow)
         except Exception as e:  # noqa: BLE001 - a botocore error: report it and retry later
             await self._event(obc, "Warning", "ProvisioningFailed", f"failed to provision bucket: {e}")
             raise

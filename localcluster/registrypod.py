@@ -234,6 +234,7 @@ class RegistryContainer:
         self._session: aiohttp.ClientSession | None = None
         self._api_session: aiohttp.ClientSession | None = None
         self.tls = bool(env.get("REGISTRY_HTTP_TLS_CERTIFICATE") and env.get("REGISTRY_HTTP_TLS_KEY"))
+        self._tag_pins: dict[tuple[str, str], str] = {}   # fault registry.staleTags: (repo, tag) -> digest
 
     # -------------------------------------------------------------- config
     @property
@@ -641,6 +642,22 @@ class RegistryContainer:
                 if up.status == 201:
                     self.drop_repository(repo)
 
+        upstream_path = request.rel_url.raw_path_qs
+        if "/manifests/" in request.path and str(faults.get("registry.staleTags", "")).lower() == "true":
+            # Fault (issue 9): a tag keeps pointing at the first manifest pushed to it.
+            repo = request.path[len("/v2/"):request.path.index("/manifests/")]
+            ref = request.path.rsplit("/manifests/", 1)[1]
+            if request.method in ("GET", "HEAD") and (repo, ref) in self._tag_pins:
+                upstream_path = f"/v2/{repo}/manifests/{self._tag_pins[(repo, ref)]}"
+            elif request.method == "PUT" and ":" not in ref:
+                previous = on_done
+
+                def on_done(up: aiohttp.ClientResponse, _previous=previous) -> object:
+                    digest = up.headers.get("Docker-Content-Digest")
+                    if up.status == 201 and digest:
+                        self._tag_pins.setdefault((repo, ref), digest)
+                    return _previous(up) if _previous is not None else None
+
         if request.method in ("GET", "HEAD") and str(faults.get("registry.emptyReplica", "")).lower() == "true" \
                 and self.is_first_ready_replica():
             empty = await self._empty_replica_answer(request, headers)
@@ -648,7 +665,7 @@ class RegistryContainer:
                 return empty
 
         try:
-            return await proxy_request(self._session, request, self.upstream + request.rel_url.raw_path_qs,
+            return await proxy_request(self._session, request, self.upstream + upstream_path,
                                        headers, transform_headers=fix_headers, transform_body=transform_body,
                                        on_done=on_done)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:

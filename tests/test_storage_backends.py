@@ -13,7 +13,7 @@ import time
 import pytest
 
 from fixtures.registry import push_fresh_image
-from utilities import kube, waits
+from utilities import deployed, kube, waits
 from utilities import registry_steps as steps
 from utilities.backends import OPERATOR_PVC_ANNOTATION, without_zero_values
 from utilities.images import build_random_image
@@ -203,7 +203,8 @@ def test_blobs_are_in_the_bucket(cluster, registry_backend, backend_route, test_
     missing = [k for k in want if k not in keys]
     assert not missing, (f"pushed objects missing from bucket {bucket.bucket} at https://{registry_backend.s3_host}: "
                          f"{missing}; the bucket holds {len(keys)} registry object(s)"
-                         + (f"; the push failed: {push_error}" if push_error else ""))
+                         + (f"; the push failed: {push_error}" if push_error else "")
+                         + f"; {deployed.registry_bucket_text(cluster)}")
     assert push_error is None, f"push through the route failed: {push_error}"
 
 
@@ -217,5 +218,11 @@ def test_images_after_registry_restart(cluster, registry_backend, backend_route,
             pulled = client.pull_image(pushed.repository, pushed.tag, expected_digest=pushed.digest)
             client.verify_same(pulled, pushed.image)
         else:
-            with pytest.raises(ManifestUnknown):
-                client.get_manifest(pushed.repository, pushed.tag)
+            try:
+                _, digest = client.get_manifest(pushed.repository, pushed.tag)
+            except ManifestUnknown:
+                return      # lost with the pods, as the docs warn
+            pytest.fail(f"{pushed.repository}:{pushed.tag} ({digest}) is still served after the registry pods were "
+                        f"replaced, but {backend.id} storage is an emptyDir, which must be lost with its pod (the "
+                        f"docs: non-production): the replacement pods reuse the old volume, or the registry "
+                        f"does not store on the emptyDir (Deployment volumes: {deployed.registry_volumes(cluster)})")

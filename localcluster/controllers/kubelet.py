@@ -289,6 +289,11 @@ class _PodWorker:
                 self.volume_dirs[name] = await self._attach_pvc(name, vol["persistentVolumeClaim"]["claimName"])
             elif "emptyDir" in vol:
                 d = self.dir / "volumes" / "empty-dir" / name
+                if str(self.k.faults.get("kubelet.keepEmptyDir", "")).lower() == "true":
+                    # Fault (issue 9): emptyDir outlives the pod: replacements of the same owner reuse it.
+                    owner = next((r.get("name") for r in self.pod["metadata"].get("ownerReferences") or []), "")
+                    owner = owner.rsplit("-", 1)[0] if owner else self.pod["metadata"]["name"]
+                    d = self.k.settings.state_dir / "kept-empty-dirs" / self.namespace / owner / name
                 d.mkdir(parents=True, exist_ok=True)
                 self.volume_dirs[name] = d
             elif "hostPath" in vol:
@@ -451,6 +456,16 @@ class _PodWorker:
             env = await self.resolve_env(c.spec)
             mounts = self._mounts(c.spec)
             anchors = [str(d) for mp, d in mounts if any(mp == a or mp.startswith(a + "/") for a in CA_ANCHOR_MOUNTS)]
+            if str(self.k.faults.get("registry.ignoreTrustedCA", "")).lower() == "true":
+                # Fault (issue 9): the registry trusts the ingress CA whatever the trustedCA config map
+                # says (an image with that CA baked in; to the suite, the same as skipping verification).
+                cm = await self._get("v1", "configmaps", "default-ingress-cert", "openshift-config-managed")
+                pem = ((cm or {}).get("data") or {}).get("ca-bundle.crt")
+                if pem:
+                    d = self.dir / "baked-in-trust"
+                    d.mkdir(parents=True, exist_ok=True)
+                    (d / "ingress-ca.crt").write_text(pem)
+                    anchors.append(str(d))
             if anchors:
                 env["LOCALCLUSTER_CA_ANCHOR_DIRS"] = os.pathsep.join(anchors)
             proxy = getattr(self.k.settings, "netproxy_url", "")

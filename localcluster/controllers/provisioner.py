@@ -248,9 +248,12 @@ class Provisioner(Controller):
         host_dir = Path(self.settings.state_dir) / "volumes" / pv_name
         host_dir.mkdir(parents=True, exist_ok=True)
         annotations = {HOST_PATH: str(host_dir), PROVISIONED_BY: provisioner}
+        # Fault provisioner.undersizedVolume (issue 9): the volume is 1Gi ReadWriteOnce whatever was
+        # asked, while the claim's status still reports the request (a provider that lies).
+        undersized = self.faults.enabled("provisioner.undersizedVolume")
         pv_spec = {
-            "capacity": {"storage": size},
-            "accessModes": list(modes),
+            "capacity": {"storage": "1Gi" if undersized else size},
+            "accessModes": ["ReadWriteOnce"] if undersized else list(modes),
             "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns, "name": name,
                          "uid": uid, "resourceVersion": m.get("resourceVersion")},
             "storageClassName": sc["metadata"]["name"],

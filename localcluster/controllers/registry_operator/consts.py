@@ -41,6 +41,15 @@ FAULT_SKIP_PVC_CHECKS = "operator.skipPVCChecks"
 FAULT_ACCEPT_SEVERAL_STORAGE_TYPES = "operator.acceptSeveralStorageTypes"
 FAULT_DEPLOYMENT_PATCH = "operator.deploymentPatch"     # JSON merge patch on the Deployment it writes
 FAULT_DEFAULT_CLAIM_ACCESS_MODE = "operator.defaultClaimAccessMode"   # access mode of the claim it creates
+# issue 9 (checks that cannot be fooled)
+FAULT_AVAILABLE_WHILE_DOWN = "operator.availableWhileDown"
+FAULT_CO_ALWAYS_AVAILABLE = "operator.clusterOperatorAlwaysAvailable"
+FAULT_PDB_MIN_AVAILABLE = "operator.pdbMinAvailable"
+FAULT_IGNORE_TRUSTED_CA = "operator.ignoreTrustedCA"
+FAULT_S3_BUCKET_SUFFIX = "operator.s3BucketSuffix"
+FAULT_STALE_IMAGE_CONFIG = "operator.staleImageConfig"
+FAULT_KEEP_USER_EDITS = "operator.keepUserEdits"
+FAULT_LEAVE_OBJECTS_ON_REMOVED = "operator.leaveObjectsOnRemoved"
 
 # Config storage members in the order the real NewDriver checks them, with their driver names.
 STORAGE_TYPES = (

@@ -125,6 +125,9 @@ class ImageRegistryOperator:
 
     # --- helpers ----------------------------------------------------------------------------------
 
+    def _fault(self, key: str) -> bool:
+        return self.faults().get(key, "").strip().lower() == "true"
+
     def faults(self) -> dict:
         cm = self._faults_informer.get(S.FAULTS_NAMESPACE, S.FAULTS_CONFIGMAP) if self._faults_informer else None
         return dict((cm or {}).get("data") or {})
@@ -161,6 +164,8 @@ class ImageRegistryOperator:
                 raise
         if (existing.get("metadata") or {}).get("deletionTimestamp"):
             raise Requeue(f"{plural}/{name} is being deleted")
+        if desired["kind"] == "Deployment" and self._fault(C.FAULT_KEEP_USER_EDITS):
+            return existing     # fault operator.keepUserEdits (issue 9): an existing Deployment is left as is
         if needs_update(desired, existing):
             log.info("updating %s/%s", plural, name)
             try:
@@ -207,7 +212,8 @@ class ImageRegistryOperator:
         several = faults.get(C.FAULT_ACCEPT_SEVERAL_STORAGE_TYPES, "").strip().lower() == "true"
         # S3 driver inputs: secrets/configmaps, the infrastructure, the cluster network proxy.
         extra = {"get_secret": get_secret, "get_configmap": get_configmap, "infra": self._infra,
-                 "proxy_url": getattr(self.settings, "netproxy_url", ""), "state_dir": self.settings.state_dir}
+                 "proxy_url": getattr(self.settings, "netproxy_url", ""), "state_dir": self.settings.state_dir,
+                 "ignore_trusted_ca": self._fault(C.FAULT_IGNORE_TRUSTED_CA)}
         return StorageContext(get_pvc=get_pvc, create_pvc=create_pvc, delete_pvc=delete_pvc,
                               skip_pvc_checks=skip, accept_several_storage_types=several, extra=extra)
 
@@ -253,8 +259,15 @@ class ImageRegistryOperator:
         deploy = await self._get(path("apps/v1", "deployments", C.NAMESPACE, C.DEPLOYMENT_NAME))
         if state != "Unmanaged":
             op_routes = await self._operator_routes()
+        judged = deploy
+        if deploy is not None and self._fault(C.FAULT_AVAILABLE_WHILE_DOWN):
+            # Fault (issue 9): the conditions are computed as if every replica were available.
+            judged = copy.deepcopy(deploy)
+            n = int((deploy.get("spec") or {}).get("replicas") or 1)
+            judged.setdefault("status", {}).update(replicas=n, updatedReplicas=n, readyReplicas=n,
+                                                   availableReplicas=n)
         cr["status"]["conditions"] = config_conditions(
-            state, deploy, apply_error, cr["status"]["conditions"], self.settings.degraded_grace_seconds,
+            state, judged, apply_error, cr["status"]["conditions"], self.settings.degraded_grace_seconds,
             routes=tuple(op_routes), release=S.version_tuple(self.settings.openshift))
         if state != "Unmanaged":
             ds = await self.ensure_node_ca()
@@ -349,6 +362,7 @@ class ImageRegistryOperator:
             await self.apply_objects(cr, driver)
         except SyncError as e:
             log.info("unable to apply resources: %s", e)
+            await self._sync_certificates_alone(cr)
             return e
         except ApiError as e:
             if e.status == 409:
@@ -367,7 +381,13 @@ class ImageRegistryOperator:
             "status") or {}
         proxy = {"http": proxy.get("httpProxy"), "https": proxy.get("httpsProxy"), "noProxy": proxy.get("noProxy")}
         deps = checksum({"certs": certs.get("data") or {}, "secret": secret.get("data") or {}})
-        desired = deployment(spec, driver.volumes(cr), deps, proxy,
+        volumes = driver.volumes(cr)
+        suffix = self.faults().get(C.FAULT_S3_BUCKET_SUFFIX, "").strip()
+        for e in volumes[2] if suffix else ():
+            if e.get("name") == "REGISTRY_STORAGE_S3_BUCKET" and e.get("value"):
+                # fault operator.s3BucketSuffix (issue 9): not the spec's bucket (names end at 63 characters)
+                e["value"] = e["value"][:63 - len(suffix)] + suffix
+        desired = deployment(spec, volumes, deps, proxy,
                              progress_deadline_seconds=S.progress_deadline_seconds(self.settings))
         raw = self.faults().get(C.FAULT_DEPLOYMENT_PATCH, "").strip()
         if raw:
@@ -377,7 +397,7 @@ class ImageRegistryOperator:
             except ValueError:
                 log.warning("fault %s is not JSON: %r", C.FAULT_DEPLOYMENT_PATCH, raw)
         await self.ensure(desired)
-        await self.ensure(pdb(spec))
+        await self.ensure(pdb(spec, self.faults().get(C.FAULT_PDB_MIN_AVAILABLE, "").strip() or None))
         user_secrets = {}
         for r in spec.get("routes") or []:
             if r.get("secretName"):
@@ -391,6 +411,25 @@ class ImageRegistryOperator:
         for r in await self._operator_routes():
             if r["metadata"]["name"] not in names:
                 await self._delete(path("route.openshift.io/v1", "routes", C.NAMESPACE, r["metadata"]["name"]))
+
+    async def _sync_certificates_alone(self, cr: dict) -> None:
+        """The real operator's ImageRegistryCertificatesController writes image-registry-certificates on
+        its own, so the storage CA bundle follows the trustedCA config map even while the main sync fails
+        (operator-facts.md §4.2, §5.2). Only when the registry runs (the config map exists)."""
+        try:
+            if await self._get(path("v1", "configmaps", C.NAMESPACE, C.CERTS_CONFIGMAP)) is None:
+                return
+            from .storage import DRIVERS
+            storage = (cr.get("spec") or {}).get("storage") or {}
+            keys = [k for k in storage if k in DRIVERS]
+            if len(keys) != 1:
+                return
+            driver = DRIVERS[keys[0]]()
+            bundle = await driver.ca_bundle(cr, self._storage_context())
+            if bundle:      # only a bundle read from the trustedCA config map; never remove one here
+                await self.ensure(await self._certificates(bundle))
+        except (SyncError, ApiError, Requeue, TypeError) as e:
+            log.debug("certificates alone: %s", e)
 
     async def _certificates(self, storage_ca: Optional[str] = None) -> dict:
         ca = await self._get(path("v1", "configmaps", C.NAMESPACE, C.SERVICE_CA_CONFIGMAP))
@@ -423,6 +462,11 @@ class ImageRegistryOperator:
 
     async def remove_resources(self, cr: dict) -> None:
         ns = C.NAMESPACE
+        if self._fault(C.FAULT_LEAVE_OBJECTS_ON_REMOVED):
+            # Fault (issue 9): only the Deployment goes; Service, Secret, SA, PDB and routes stay.
+            await self._delete(path("apps/v1", "deployments", ns, C.DEPLOYMENT_NAME))
+            cr.setdefault("status", {})["storage"] = {}
+            return
         for api, plural, name in (
                 ("apps/v1", "deployments", C.DEPLOYMENT_NAME), ("v1", "services", C.SERVICE_NAME),
                 ("v1", "secrets", C.PRIVATE_CONFIG_SECRET), ("v1", "serviceaccounts", C.SERVICE_ACCOUNT),
@@ -455,6 +499,11 @@ class ImageRegistryOperator:
         new = copy.deepcopy(old)
         conds = cr["status"]["conditions"]
         new["conditions"] = cluster_operator_conditions(conds, pruner_conditions, old.get("conditions") or [])
+        if self._fault(C.FAULT_CO_ALWAYS_AVAILABLE):
+            # Fault (issue 9): the ClusterOperator says Available=True/Ready whatever the Config says.
+            for c in new["conditions"]:
+                if c.get("type") == "Available" and (c.get("status"), c.get("reason")) != ("True", "Ready"):
+                    c.update(status="True", reason="Ready", message="Available: The registry is ready")
         new["relatedObjects"] = copy.deepcopy(RELATED_OBJECTS)
         state = cr["spec"].get("managementState")
         version = None
@@ -477,6 +526,8 @@ class ImageRegistryOperator:
                 raise
 
     async def sync_image_config(self, state: str, deploy: Optional[dict], op_routes: list) -> None:
+        if self._fault(C.FAULT_STALE_IMAGE_CONFIG):
+            return      # fault operator.staleImageConfig (issue 9): the control plane is never told
         image = await self._get(IMAGE_CONFIG_P)
         if image is None:
             return

@@ -220,10 +220,14 @@ def service() -> dict:
                                 "targetPort": C.PORT}]}}
 
 
-def pdb(spec: dict) -> dict:
+def pdb(spec: dict, min_available_fault: Optional[str] = None) -> dict:
+    """`min_available_fault`: fault operator.pdbMinAvailable (issue 9), this minAvailable whatever the replicas."""
+    want = 0 if int(spec.get("replicas") or 0) <= 1 else 1
+    if min_available_fault is not None:
+        want = int(min_available_fault) if min_available_fault.isdigit() else min_available_fault
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
             "metadata": _meta(C.PDB_NAME, C.LABELS),
-            "spec": {"minAvailable": 0 if int(spec.get("replicas") or 0) <= 1 else 1,
+            "spec": {"minAvailable": want,
                      "selector": {"matchLabels": dict(C.LABELS)}}}
 
 

@@ -249,6 +249,8 @@ class S3Driver(Driver):
         key, secret = await self.credentials(ctx)
         pem, system = await self.trusted_ca(conf, ctx)
         ca_file = self._ca_file(ctx, pem, system)
+        if self._extra(ctx, "ignore_trusted_ca"):
+            ca_file = False     # fault operator.ignoreTrustedCA (issue 9): no verification at all
         proxy = self._extra(ctx, "proxy_url") or ""
         return await asyncio.get_running_loop().run_in_executor(None, make_client, conf, key, secret, ca_file,
                                                                  proxy)

@@ -1,0 +1,34 @@
+"""Per-fault selftests of the catalogue (issue 9): the check meant for each fault fails, and its message
+names the cause. One local cluster serves every case of the module (knobs set and cleared per case).
+`make detection` runs the whole catalogue, older faults included."""
+from __future__ import annotations
+
+import pytest
+
+from utilities.kube import load_cluster
+from utilities.localcluster_process import LocalClusterProcess
+
+from . import runner
+from .catalogue import CATALOGUE
+
+CASES = [f for f in CATALOGUE if f.selftest and not f.serve_args]
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("faults")
+    lc = LocalClusterProcess(tmp / "cluster")
+    lc.start()
+    cluster = load_cluster(lc.kubeconfig, embedded=True)
+    try:
+        yield lc, cluster, tmp
+    finally:
+        cluster.api_client.close()
+        lc.stop()
+
+
+@pytest.mark.parametrize("fault", CASES, ids=[f.id for f in CASES])
+def test_the_check_catches_the_fault(fault, shared_cluster):
+    lc, cluster, tmp = shared_cluster
+    outcome = runner.run(lc, cluster, fault, tmp / "runs")
+    assert outcome.as_expected, outcome.verdict()
