@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     chaos.add_argument("--api-conflict-rate", type=float, default=None,
                        help="fraction of updates and patches answered 409 Conflict")
     chaos.add_argument("--api-chaos-seed", type=int, default=None, help="seed of the fault injection")
+    serve.add_argument("--control-plane-rollout-seconds", type=float, default=None,
+                       help="how long kube-apiserver, openshift-apiserver and openshift-controller-manager stay "
+                            "Progressing after the image config's registry hostnames change (default 0.3)")
+    serve.add_argument("--worker-nodes", type=int, default=None,
+                       help="number of worker nodes (default 3; 1: a single-node cluster)")
     serve.add_argument("--log-level", default=os.environ.get("LOCALCLUSTER_LOG_LEVEL", "INFO"))
     return p
 

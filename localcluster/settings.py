@@ -21,7 +21,11 @@ REGISTRY_IMAGE = "quay.io/openshift/origin-docker-registry:latest"
 # Any other image runs as a "pause" container: Running and Ready, doing nothing.
 PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
 
-WORKER_NODES = ("worker-0", "worker-1", "worker-2")
+WORKER_NODES = ("worker-0", "worker-1", "worker-2")   # the default; Settings.worker_nodes picks how many
+
+
+def worker_node_names(count: int) -> tuple[str, ...]:
+    return tuple(f"worker-{i}" for i in range(max(1, int(count))))
 MASTER_NODES = ("master-0", "master-1", "master-2")
 
 # The namespace and ConfigMap through which tests make the local cluster misbehave on purpose.
@@ -71,6 +75,11 @@ class Settings:
     api_watch_drop_rate: float = 0.0  # fraction of watches closed early after a short random time
     api_conflict_rate: float = 0.0    # fraction of updates/patches answered 409 Conflict
     api_chaos_seed: int = 0           # seed of the fault injection's random generator
+    # Issue 7 (control plane, single node): how long kube-apiserver, openshift-apiserver and
+    # openshift-controller-manager stay Progressing when the image config's registry hostnames change
+    # (real: minutes), and how many worker nodes the cluster has (1: a single-node cluster's view).
+    control_plane_rollout_seconds: float = 0.3
+    worker_nodes: int = 3
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":

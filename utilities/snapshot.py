@@ -326,26 +326,32 @@ _DELETERS = {
 }
 
 
-def delete_object(cluster: Cluster, api_version: str | None, kind: str, namespace: str | None, name: str) -> bool:
-    """Delete one object (404 is fine); True when a delete was sent."""
+def delete_object(cluster: Cluster, api_version: str | None, kind: str, namespace: str | None, name: str,
+                  uid: str | None = None) -> bool:
+    """Delete one object (404 is fine); True when a delete was sent. With `uid`, only that object
+    (a delete precondition: a later object of the same name, e.g. the operator's own claim, answers 409
+    and is left alone)."""
+    from kubernetes import client as k8s
+    opts = {"body": k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=uid))} if uid else {}
+    copts = {"body": {"preconditions": {"uid": uid}}} if uid else {}
     try:
         if kind in _DELETERS:
             attr, ns_fn, cl_fn = _DELETERS[kind]
             api = getattr(cluster, attr)
             if namespace and ns_fn:
-                kube.call(getattr(api, ns_fn), name, namespace)
+                kube.call(getattr(api, ns_fn), name, namespace, **opts)
             else:
-                kube.call(getattr(api, cl_fn), name)
+                kube.call(getattr(api, cl_fn), name, **opts)
         elif kind == "StorageClass":
-            from kubernetes import client as k8s
-            kube.call(k8s.StorageV1Api(cluster.api_client).delete_storage_class, name)
+            kube.call(k8s.StorageV1Api(cluster.api_client).delete_storage_class, name, **opts)
         elif api_version and "/" in api_version:
             group, version = api_version.split("/", 1)
             plural = kind.lower() + ("es" if kind.lower().endswith("s") else "s")
             if namespace:
-                kube.call(cluster.custom.delete_namespaced_custom_object, group, version, namespace, plural, name)
+                kube.call(cluster.custom.delete_namespaced_custom_object, group, version, namespace, plural, name,
+                          **copts)
             else:
-                kube.call(cluster.custom.delete_cluster_custom_object, group, version, plural, name)
+                kube.call(cluster.custom.delete_cluster_custom_object, group, version, plural, name, **copts)
         else:
             log.warning("do not know how to delete %s %s/%s", kind, namespace or "", name)
             return False
@@ -369,9 +375,42 @@ def delete_created(cluster: Cluster, journal: list[dict]) -> list[str]:
         if key in seen or e.get("kind") == "Lease":
             continue
         seen.add(key)
-        if delete_object(cluster, e.get("apiVersion"), e["kind"], e.get("namespace"), e["name"]):
+        if delete_object(cluster, e.get("apiVersion"), e["kind"], e.get("namespace"), e["name"], uid=e.get("uid")):
             deleted.append(f"{e['kind']} {(e.get('namespace') + '/') if e.get('namespace') else ''}{e['name']}")
     return deleted
+
+
+IMAGE_GVR = ("image.openshift.io", "v1", "images")
+
+
+def run_namespaces(journal: list[dict]) -> set[str]:
+    return {e["name"] for e in journal if e.get("event") == "created" and e.get("kind") == "Namespace"
+            and e.get("name")}
+
+
+def delete_pushed_images(cluster: Cluster, namespaces) -> list[str]:
+    """Images (image.openshift.io, cluster-scoped) of what the run pushed: deleting its namespaces
+    deletes the image streams, not the Images; those whose dockerImageReference is in one of
+    `namespaces` are deleted here (by uid)."""
+    namespaces = set(namespaces or ())
+    if not namespaces:
+        return []
+    try:
+        lst = kube.call(cluster.custom.list_cluster_custom_object, *IMAGE_GVR)
+    except ApiException as e:
+        if e.status in (403, 404):      # no image API; or not allowed: the pruner will
+            log.warning("could not list the Images the run pushed: %s", e.reason)
+            return []
+        raise
+    out = []
+    for img in lst.get("items") or []:
+        ref = str(img.get("dockerImageReference") or "")
+        path = ref.split("@", 1)[0].split("/")
+        if len(path) >= 3 and path[-2] in namespaces:
+            meta = img.get("metadata") or {}
+            if delete_object(cluster, "image.openshift.io/v1", "Image", None, meta.get("name"), uid=meta.get("uid")):
+                out.append(f"Image {meta.get('name')} ({ref.split('@')[0]})")
+    return out
 
 
 def restore(cluster: Cluster, run_dir, *, force: bool = False, timeout: float = 300.0, wait: bool = True,
@@ -393,7 +432,8 @@ def restore(cluster: Cluster, run_dir, *, force: bool = False, timeout: float = 
     if result.wrote:
         log.info("restored the original Config spec from %s", run_dir / SNAPSHOT_FILE)
     if delete:
-        result.deleted = delete_created(cluster, journal)
+        result.deleted = delete_pushed_images(cluster, run_namespaces(journal))
+        result.deleted += delete_created(cluster, journal)
         run_id = snapshot.get("run_id")
         if run_id:
             result.deleted += delete_leftovers(cluster, find_leftovers(cluster, run_id=run_id))
