@@ -92,10 +92,42 @@ def take_snapshot(cluster: Cluster, run_dir, run_id: str, config: dict | None = 
         "taken": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "metadata": {k: obj["metadata"].get(k) for k in ("name", "uid", "resourceVersion", "generation")},
         "spec": copy.deepcopy(obj.get("spec") or {}),
+        "deployment": deployment_summary(cluster),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_durable(path, json.dumps(snap, indent=2, sort_keys=True))
     return snap
+
+
+def deployment_summary(cluster: Cluster) -> dict | None:
+    """What of the registry Deployment the Config decides (None: no Deployment): replicas, strategy, the
+    storage volume and the storage driver. Restored, an operator-managed registry must match it again."""
+    dep = kube.get_or_none(cluster.apps.read_namespaced_deployment, kube.REGISTRY_DEPLOYMENT,
+                           kube.REGISTRY_NAMESPACE)
+    if dep is None:
+        return None
+    d = cluster.api_client.sanitize_for_serialization(dep)
+    spec = d.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    vol = next((v for v in pod.get("volumes") or [] if v.get("name") == "registry-storage"), None)
+    env = {e.get("name"): e.get("value") for c in pod.get("containers") or [] for e in c.get("env") or []
+           if e.get("name") in ("REGISTRY_STORAGE", "REGISTRY_STORAGE_S3_BUCKET")}
+    return {"replicas": spec.get("replicas"), "strategy": (spec.get("strategy") or {}).get("type"),
+            "storageVolume": {k: v for k, v in (vol or {}).items() if k != "name"} or None, "env": env}
+
+
+def deployment_differences(snapshot: dict, cluster: Cluster) -> list[str]:
+    """How the registry Deployment differs from the one the snapshot saw (empty: the same, or the
+    snapshot predates this record)."""
+    if "deployment" not in snapshot:
+        return []
+    want, have = snapshot.get("deployment"), deployment_summary(cluster)
+    if want is None or have is None:
+        if (want is None) == (have is None):
+            return []
+        return ["the registry Deployment " + ("exists, the original had none" if want is None
+                                              else "is gone, the original had one")]
+    return spec_diff(want, have, "Deployment", labels=("originally", "now"))
 
 
 def load_snapshot(run_dir) -> dict:
@@ -448,4 +480,11 @@ def restore(cluster: Cluster, run_dir, *, force: bool = False, timeout: float = 
     diff = spec_diff(snapshot["spec"], after)
     if diff:
         result.problems.insert(0, "configuration left changed: " + "; ".join(diff))
+    if wait:
+        dep = deployment_differences(snapshot, cluster)
+        if dep:
+            state = (snapshot.get("spec") or {}).get("managementState")
+            why = (" (the original Config is Unmanaged: the operator ignores it, operator-facts.md §12.6)"
+                   if state == "Unmanaged" else "")
+            result.problems.append("the registry Deployment is not as it was" + why + ": " + "; ".join(dep))
     return result
