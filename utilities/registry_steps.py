@@ -276,6 +276,29 @@ def missing_prerequisites(cluster: Cluster, backend: Backend) -> str | None:
     return None
 
 
+def claim_taken(cluster: Cluster, backend: Backend, ours=()) -> str | None:
+    """A claim of the name the backend's procedure makes exists already and is not the suite's (a
+    registry that was Managed with a claim, as single-node clusters often are): the set-up would meet
+    someone else's claim, so the backend cannot run here as the procedure says."""
+    if not backend.claim_name or not (backend.user_creates_claim or backend.operator_creates_claim):
+        return None
+    pvc = kube.get_or_none(cluster.core.read_namespaced_persistent_volume_claim, backend.claim_name,
+                           REGISTRY_NAMESPACE)
+    if pvc is None:
+        return None
+    from utilities.labels import SUITE_LABEL, SUITE_LABEL_VALUE
+    from utilities.backends import OPERATOR_PVC_ANNOTATION
+    if (pvc.metadata.labels or {}).get(SUITE_LABEL) == SUITE_LABEL_VALUE or pvc.metadata.uid in set(ours):
+        return None
+    if backend.operator_creates_claim and (pvc.metadata.annotations or {}).get(OPERATOR_PVC_ANNOTATION) == "true":
+        return None     # the operator's own claim: it uses it again, as it would for the procedure
+    who = "the operator's" if (pvc.metadata.annotations or {}).get(OPERATOR_PVC_ANNOTATION) == "true" else "a user's"
+    return (f"{backend.id}: PVC {REGISTRY_NAMESPACE}/{backend.claim_name} exists already ({who}, e.g. the "
+            f"registry's original storage), and {backend.id}'s procedure "
+            + ("creates it" if backend.user_creates_claim else "has the operator create it")
+            + "; the check does not apply on this cluster")
+
+
 @contextlib.contextmanager
 def claim(cluster: Cluster, name: str, *, access_mode: str, size: str, labels: dict,
           storage_class: str | None = None, namespace: str = REGISTRY_NAMESPACE,
@@ -676,7 +699,9 @@ class RegistrySession:
     def _rolled_out(self, since: float) -> None:
         waits.wait_for_rollout(self.cluster, self.timeout, judge=waits.StorageRolloutJudge(since))
 
-    def _old_pods_gone(self, setup: BackendSetup) -> None:
+    def _old_pods_gone(self, setup: BackendSetup) -> bool:
+        """Wait (bounded) until no registry pod mounts another claim; False when some still do (the
+        check `storage_problems` then says which)."""
         want = {setup.backend.claim_name} if setup.backend.pvc else set()
 
         def left():
@@ -685,7 +710,12 @@ class RegistrySession:
             old = [p.metadata.name for p in pods.items
                    if _claims_of(_plain(self.cluster, p).get("spec") or {}) - want]
             return old or None
-        waits.wait_until_gone(left, "the registry pods of the previous storage to terminate", self.timeout)
+        try:
+            waits.wait_until_gone(left, "the registry pods of the previous storage to terminate",
+                                  min(self.timeout, 60.0))
+            return True
+        except AssertionError:
+            return False
 
     def _adapt(self, backend: Backend) -> tuple[Backend, list[str], dict]:
         inherited = {k: copy.deepcopy(self.original[k]) for k in PLACEMENT_FIELDS
@@ -701,6 +731,23 @@ class RegistrySession:
                              "so the spread over nodes and a second replica are not shown")
                 backend = dataclasses.replace(backend, replicas=n)
         return backend, notes, inherited
+
+    def owned_uids(self) -> set[str]:
+        """uids of the claims the session's backends made (their own, or the operator's for them)."""
+        out = set()
+        for s in self._retired + ([self.current] if self.current is not None else []):
+            if s.claim:
+                out.add(_uid(s.claim))
+            if s.operator_claim is not None:
+                s.operator_claim.observe()
+                out.add(s.operator_claim.uid)
+        return {u for u in out if u}
+
+    def missing(self, backend: Backend) -> str | None:
+        """What the cluster lacks for `backend` (its classes, routes, certificate), or a claim of its
+        name that is someone else's."""
+        return (missing_prerequisites(self.cluster, backend)
+                or claim_taken(self.cluster, backend, self.owned_uids()))
 
     # --- the steps -------------------------------------------------------------------------------
     def use(self, backend: Backend) -> BackendSetup:
@@ -746,8 +793,10 @@ class RegistrySession:
         self._old_pods_gone(setup)
         setup.storage_problems = storage_problems(self.cluster, setup)
         setup.config = self.cluster.registry_config()
-        while self._retired:            # nothing mounts them any more
-            self._release(self._retired.pop())
+        if not setup.storage_problems:
+            while self._retired:        # nothing mounts them any more
+                self._release(self._retired.pop())
+        # else: the previous backend's objects stay until the end of the run (after the restore)
         return setup
 
     def route(self) -> str:

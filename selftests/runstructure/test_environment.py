@@ -94,3 +94,25 @@ def test_restore_onto_unmanaged_reports_the_deployment_left_changed(no_rwx, tmp_
         assert "Deployment.strategy: originally 'RollingUpdate', now 'Recreate'" in text, result
     finally:
         _back_to_removed(cluster)
+
+
+def test_cleanup_deletes_only_the_object_the_run_created(no_rwx):
+    """Item 17: the journal names a claim the run created; a later claim of the same name (e.g. the
+    operator's own image-registry-storage) is not deleted; the run's own one is."""
+    lc, cluster, tmp = no_rwx
+    ns, name = "openshift-image-registry", "registry-conformance-uid"
+    body = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": ns},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+    ours = kube.call(cluster.core.create_namespaced_persistent_volume_claim, ns, body)
+    steps.delete_and_wait(cluster, "pvc", name, ns, 30)
+    later = kube.call(cluster.core.create_namespaced_persistent_volume_claim, ns, body)
+    journal = [{"event": "created", "apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns,
+                "name": name, "uid": ours.metadata.uid}]
+    try:
+        assert snapshots.delete_created(cluster, journal) == []
+        still = kube.get_or_none(cluster.core.read_namespaced_persistent_volume_claim, name, ns)
+        assert still is not None and still.metadata.uid == later.metadata.uid, "a later claim of the same name was deleted"
+        journal[0]["uid"] = later.metadata.uid
+        assert snapshots.delete_created(cluster, journal) == [f"PersistentVolumeClaim {ns}/{name}"]
+    finally:
+        steps.delete_and_wait(cluster, "pvc", name, ns, 30)

@@ -58,6 +58,12 @@ ODF_CASES = [
     Case("operator.acceptSeveralStorageTypes", {"operator.acceptSeveralStorageTypes": "true"},
          [REFUSALS, "-k", "two_storage_types"], "test_two_storage_types_are_refused",
          ["exactly one storage type should be configured at the same time"]),
+    # Issue 7: storage changed on a running registry, the Deployment keeps the previous claim.
+    Case("operator.staleStorageVolume", {"operator.staleStorageVolume": "true"},
+         [BACKENDS, "--backend", "default-pvc", "--backend", "emptydir", "-k", "moved"],
+         "test_deployment_moved_to_the_new_storage[emptydir]",
+         ["switched from default-pvc", "Deployment claims ['image-registry-storage'], expected []",
+          "still mounts claim(s) ['image-registry-storage']"]),
     Case("provisioner.fail", {"provisioner.fail": "true"}, [BACKENDS, "--backend", "block", "-k", "claim"],
          "test_claim[block]", ["registry rollout cannot succeed", "ProvisioningFailed", "image-registry-storage"]),
 ]

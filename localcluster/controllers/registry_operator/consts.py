@@ -39,6 +39,10 @@ NODE_CA_IMAGE = _s.PAUSE_IMAGE
 FAULT_MUTATE_SPEC = "operator.mutateSpec"
 FAULT_SKIP_PVC_CHECKS = "operator.skipPVCChecks"
 FAULT_ACCEPT_SEVERAL_STORAGE_TYPES = "operator.acceptSeveralStorageTypes"
+# Issue 7: the Deployment keeps the claim of the storage before a storage change (as volume
+# registry-storage-previous), so a check of "storage changed on a running registry" can fail.
+FAULT_STALE_STORAGE_VOLUME = "operator.staleStorageVolume"
+STALE_VOLUME = "registry-storage-previous"
 
 # Config storage members in the order the real NewDriver checks them, with their driver names.
 STORAGE_TYPES = (

@@ -361,7 +361,10 @@ class ImageRegistryOperator:
             "status") or {}
         proxy = {"http": proxy.get("httpProxy"), "https": proxy.get("httpsProxy"), "noProxy": proxy.get("noProxy")}
         deps = checksum({"certs": certs.get("data") or {}, "secret": secret.get("data") or {}})
-        await self.ensure(deployment(spec, driver.volumes(cr), deps, proxy))
+        desired = deployment(spec, driver.volumes(cr), deps, proxy)
+        if self.faults().get(C.FAULT_STALE_STORAGE_VOLUME, "").strip().lower() == "true":
+            await self._keep_previous_claim(desired)
+        await self.ensure(desired)
         await self.ensure(pdb(spec))
         user_secrets = {}
         for r in spec.get("routes") or []:
@@ -376,6 +379,20 @@ class ImageRegistryOperator:
         for r in await self._operator_routes():
             if r["metadata"]["name"] not in names:
                 await self._delete(path("route.openshift.io/v1", "routes", C.NAMESPACE, r["metadata"]["name"]))
+
+    async def _keep_previous_claim(self, desired: dict) -> None:
+        """Fault operator.staleStorageVolume: the claim the running Deployment stores on stays mounted
+        (as volume registry-storage-previous) when the storage changes."""
+        existing = await self._get(path("apps/v1", "deployments", C.NAMESPACE, C.DEPLOYMENT_NAME))
+        pod = desired["spec"]["template"]["spec"]
+        new_claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if v.get("persistentVolumeClaim")}
+        for v in (((existing or {}).get("spec") or {}).get("template") or {}).get("spec", {}).get("volumes") or []:
+            claim = (v.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim and claim not in new_claims and v["name"] in ("registry-storage", C.STALE_VOLUME):
+                pod["volumes"].append({"name": C.STALE_VOLUME, "persistentVolumeClaim": {"claimName": claim}})
+                pod["containers"][0].setdefault("volumeMounts", []).append(
+                    {"name": C.STALE_VOLUME, "mountPath": "/registry-previous"})
+                break
 
     async def _certificates(self, storage_ca: Optional[str] = None) -> dict:
         ca = await self._get(path("v1", "configmaps", C.NAMESPACE, C.SERVICE_CA_CONFIGMAP))
