@@ -164,9 +164,10 @@ class ControlPlaneMonitor:
             self._see_operator(self.cluster.get_cluster_object(CLUSTEROPERATOR_GVR, name))
 
     def stop(self) -> None:
+        """Stop recording (the watch threads are daemons: they end with their current watch)."""
         self._stop.set()
         for t in self._threads:
-            t.join(timeout=WATCH_SECONDS + 5)
+            t.join(timeout=0.2)
         self._threads = []
 
     # --- results ---------------------------------------------------------------------------------
