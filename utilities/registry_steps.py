@@ -792,6 +792,7 @@ class RegistrySession:
             setup.operator_claim.observe()
         self._old_pods_gone(setup)
         setup.storage_problems = storage_problems(self.cluster, setup)
+        self._rolled_out(since)         # still complete (a replica that dropped out meanwhile is back)
         setup.config = self.cluster.registry_config()
         if not setup.storage_problems:
             while self._retired:        # nothing mounts them any more
