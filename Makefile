@@ -1,5 +1,6 @@
 # Registry conformance suite. `make validate`: the suite on the local cluster; `make test`: the selftests.
-# Both set up what is missing first (docker-registry from Debian, the .venv) and are quick when it is there.
+# Both set up what is missing first (the .venv; docker-registry from Debian for the local cluster only)
+# and are quick when it is there.
 # A real cluster: make validate CLUSTER_KUBECONFIG=~/.kube/config [CLUSTER_CONTEXT=name] [ALLOW_DESTRUCTIVE=yes]
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -26,7 +27,7 @@ CLUSTER_ARGS := $(if $(CLUSTER_KUBECONFIG),--kubeconfig=$(abspath $(CLUSTER_KUBE
 	$(if $(filter yes true 1,$(ALLOW_DESTRUCTIVE)),--allow-destructive) \
 	$(if $(MUST_GATHER),--must-gather=$(abspath $(MUST_GATHER)))
 
-.PHONY: validate test setup report report-setup test-setup detection
+.PHONY: validate test setup setup-python report report-setup test-setup detection
 # Reports (issue 11): Allure 3 from npm in a project-local dir; Chromium for the report and notebook selftests.
 ALLURE_DIR := .cache/allure
 ALLURE_CLI := $(ALLURE_DIR)/node_modules/.bin/allure
@@ -34,7 +35,10 @@ ALLURE_VERSION := 3.18.0
 CHROMIUM := /usr/bin/chromium
 RUN_DIR ?= reports/latest
 
-validate: setup
+# Against a real cluster (CLUSTER_KUBECONFIG) only the Python environment is needed: no apt-get, no sudo,
+# no system service touched (RHEL/Fedora bastions have no apt-get). The registry binary (and etcd, for the
+# real control plane) are for the local cluster only.
+validate: $(if $(CLUSTER_KUBECONFIG),setup-python,setup)
 	$(LOCALCLUSTER_ENV) $(PY) -m pytest $(strip $(CLUSTER_ARGS)) $(PYTEST_ARGS)
 
 test: setup test-setup
@@ -57,7 +61,7 @@ $(CHROMIUM):
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
-setup: $(REGISTRY_BIN) $(VENV)/.installed $(if $(or $(filter real,$(CONTROL_PLANE)),$(wildcard ../shared/bin/SHA256SUMS.raw)),$(ETCD_BIN))
+setup: $(REGISTRY_BIN) setup-python $(if $(or $(filter real,$(CONTROL_PLANE)),$(wildcard ../shared/bin/SHA256SUMS.raw)),$(ETCD_BIN))
 
 # The real control plane's etcd (Debian etcd-server); installing it may start a service: stop it.
 $(ETCD_BIN):
@@ -72,6 +76,8 @@ DETECTION_ARGS ?=
 detection: setup
 	$(PY) -m selftests.faults.detection $(DETECTION_ARGS)
 
+setup-python: $(VENV)/.installed
+
 
 $(REGISTRY_BIN):
 	$(SUDO) apt-get update
@@ -82,6 +88,7 @@ $(REGISTRY_BIN):
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
+	  $(if $(CLUSTER_KUBECONFIG),echo "$(PYTHON) -m venv failed: install Python's venv support" >&2 && false; }, \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); })
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	touch $@

@@ -37,6 +37,12 @@ def pytest_addoption(parser):
     g.addoption("--break-lock", action="store_true", default=False,
                 help="take over the cluster lock of another run if it is stale (expired, or its process "
                      "on this host is gone); a live lock still stops the run")
+    g.addoption("--allow-registry-outage", action="store_true", default=False,
+                help="run even though the registry is in use (Managed with storage, or image streams in user "
+                     "namespaces holding images): the run switches its storage and removes it")
+    g.addoption("--control-plane-timeout", type=float, default=1800.0, metavar="SECONDS",
+                help="after the restore, how long kube-apiserver, openshift-apiserver and "
+                     "openshift-controller-manager may take to settle (default 1800)")
     g.addoption("--backend", action="append", default=[], metavar="NAME",
                 help="storage backend to certify (repeatable; default: all): emptydir, default-pvc, block, "
                      "cephfs, ceph-rgw, noobaa")

@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="builtin: the project's API server and operator emulation (default); real: etcd, "
                          "kube-apiserver, kube-controller-manager, kube-scheduler and the real operator "
                          "(needs ../shared/bin, etcd and root)")
+    serve.add_argument("--control-plane-rollout-seconds", type=float, default=None,
+                       help="how long kube-apiserver, openshift-apiserver and openshift-controller-manager stay "
+                            "Progressing after the image config's registry hostnames change (default 0.3)")
+    serve.add_argument("--worker-nodes", type=int, default=None,
+                       help="number of worker nodes (default 3; 1: a single-node cluster)")
     serve.add_argument("--log-level", default=os.environ.get("LOCALCLUSTER_LOG_LEVEL", "INFO"))
     return p
 

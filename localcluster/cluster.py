@@ -83,6 +83,7 @@ class LocalCluster:
 
         from localcluster.controllers.deployment import (
             DaemonSetController, DeploymentController, ReplicaSetController)
+        from localcluster.controllers.controlplane import ControlPlaneOperators
         from localcluster.controllers.kubelet import Kubelet
         from localcluster.controllers.operator import ImageRegistryOperator
         from localcluster.controllers.provisioner import Provisioner
@@ -100,6 +101,7 @@ class LocalCluster:
             DaemonSetController(self._client(admin.token), s),
             Kubelet(self._client(admin.token), s, token_signer=TokenSigner.create()),
             ImageRegistryOperator(self._client(admin.token), s),
+            ControlPlaneOperators(self._client(admin.token), s),
         ]
         if self.odf is not None:
             from localcluster.odf import ObjectBucketProvisioner

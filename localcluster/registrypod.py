@@ -217,7 +217,8 @@ class RegistryContainer:
     def __init__(self, *, pod_ip: str, env: dict[str, str], workdir: Path, signer: TokenSigner,
                  api_server: str, api_ca_pem: bytes | ssl.SSLContext, port: int = 5000,
                  faults: Callable[[], dict] = dict, name: str = "registry",
-                 pods: Callable[[], list[dict]] | None = None):
+                 pods: Callable[[], list[dict]] | None = None,
+                 on_manifest: Callable[..., object] | None = None):
         self.pod_ip = pod_ip
         self.env = dict(env)
         self.workdir = Path(workdir)
@@ -228,6 +229,8 @@ class RegistryContainer:
         self.faults = faults
         self.name = name
         self.pods = pods
+        # on_manifest(repo, reference, digest, media_type): a manifest was pushed (the image API records it).
+        self.on_manifest = on_manifest
         self.internal_port: int | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self._runner: web.AppRunner | None = None
@@ -634,13 +637,22 @@ class RegistryContainer:
                 return chunk
 
         on_done = None
-        if request.method == "PUT" and "/manifests/" in request.path \
-                and str(faults.get("registry.dropImages", "")).lower() == "true":
+        if request.method == "PUT" and "/manifests/" in request.path:
             repo = request.path[len("/v2/"):request.path.index("/manifests/")]
+            ref = request.path.rsplit("/manifests/", 1)[1]
+            drop = str(faults.get("registry.dropImages", "")).lower() == "true"
 
-            def on_done(up: aiohttp.ClientResponse) -> None:
-                if up.status == 201:
+            async def on_done(up: aiohttp.ClientResponse) -> None:
+                if up.status != 201:
+                    return
+                if drop:
                     self.drop_repository(repo)
+                if self.on_manifest is not None:
+                    try:
+                        await self.on_manifest(repo, ref, up.headers.get("Docker-Content-Digest"),
+                                               request.headers.get("Content-Type"))
+                    except Exception as e:  # noqa: BLE001 - the push itself succeeded
+                        log.warning("recording the image of %s:%s failed: %s", repo, ref, e)
 
         upstream_path = request.rel_url.raw_path_qs
         if "/manifests/" in request.path and str(faults.get("registry.staleTags", "")).lower() == "true":

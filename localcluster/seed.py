@@ -137,7 +137,7 @@ async def seed(client, settings: S.Settings, ingress_ca: CertificateAuthority, a
         node = _node(name, i, master=True)
         await _create(client, path("v1", "nodes"), {k: v for k, v in node.items() if k != "status"},
                       node["status"])
-    for i, name in enumerate(S.WORKER_NODES):
+    for i, name in enumerate(S.worker_node_names(settings.worker_nodes)):
         node = _node(name, len(S.MASTER_NODES) + i, master=False)
         await _create(client, path("v1", "nodes"), {k: v for k, v in node.items() if k != "status"},
                       node["status"])
@@ -240,6 +240,10 @@ async def seed(client, settings: S.Settings, ingress_ca: CertificateAuthority, a
         "data": {"ca-bundle.crt": published.decode()},
     })
 
+    # kube-apiserver, openshift-apiserver, openshift-controller-manager: they roll out when the image
+    # config's registry hostnames change (controllers/controlplane.py, issue 7).
+    from localcluster.controllers.controlplane import seed_operators
+    await seed_operators(client)
     # The ClusterOperator is created from a manifest by the CVO; the operator fills its status.
     await _create(client, path("config.openshift.io/v1", "clusteroperators"), {
         "apiVersion": "config.openshift.io/v1", "kind": "ClusterOperator",

@@ -21,7 +21,11 @@ REGISTRY_IMAGE = "quay.io/openshift/origin-docker-registry:latest"
 # Any other image runs as a "pause" container: Running and Ready, doing nothing.
 PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
 
-WORKER_NODES = ("worker-0", "worker-1", "worker-2")
+WORKER_NODES = ("worker-0", "worker-1", "worker-2")   # the default; Settings.worker_nodes picks how many
+
+
+def worker_node_names(count: int) -> tuple[str, ...]:
+    return tuple(f"worker-{i}" for i in range(max(1, int(count))))
 MASTER_NODES = ("master-0", "master-1", "master-2")
 
 # The namespace and ConfigMap through which tests make the local cluster misbehave on purpose.
@@ -95,6 +99,11 @@ class Settings:
     # release `openshift` (4.16, 4.18, 4.20 or main), in a private network namespace: localcluster/realcp/). `--control-plane`,
     # `--openshift` / LOCALCLUSTER_CONTROL_PLANE, LOCALCLUSTER_OPENSHIFT.
     control_plane: str = "builtin"
+    # Issue 7 (control plane, single node): how long kube-apiserver, openshift-apiserver and
+    # openshift-controller-manager stay Progressing when the image config's registry hostnames change
+    # (real: minutes), and how many worker nodes the cluster has (1: a single-node cluster's view).
+    control_plane_rollout_seconds: float = 0.3
+    worker_nodes: int = 3
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":

@@ -1,5 +1,10 @@
 """managementState: Removed -> Managed with no storage (vSphere), and back to Removed.
 
+Both switch tests run LAST (marker `phase`), after the storage backends: the run goes back to Removed
+once (operator-facts.md §12.4: each Removed <-> Managed switch rolls out parts of the control plane),
+and "Managed with storage: {}" is checked from a registry with no Deployment, the only case where it
+is Available=False/StorageNotConfigured (§12.5).
+
 Procedure: OpenShift docs "Changing the image registry's management state" and the vSphere storage
 modules; expected conditions: /work/shared/reference/operator-facts.md sections 2 and 6.
 """
@@ -8,15 +13,21 @@ from __future__ import annotations
 import pytest
 
 from utilities import kube, waits
+from utilities.backends import EMPTYDIR
 from utilities import registry_steps as steps
 from utilities.kube import CLUSTEROPERATOR_GVR, REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE
 
 
 @pytest.fixture
-def no_storage(cluster, registry_config):
-    """storage: {} (as bootstrapped on vSphere), put back afterwards."""
-    with steps.spec_fields(cluster, storage={}):
+def no_storage(cluster, registry_session, registry_config, rollout_timeout):
+    """Managed with storage: {} (as bootstrapped on vSphere) from a registry that has no Deployment
+    (Removed first, if the run left it Managed: operator-facts.md §12.5); put back afterwards."""
+    if registry_session.state != "removed" and kube.get_or_none(
+            cluster.apps.read_namespaced_deployment, REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE) is not None:
+        registry_session.remove()
+    with steps.spec_fields(cluster, managementState="Managed", storage={}):
         yield
+    steps.wait_settled(cluster, rollout_timeout)
 
 
 def _cond(obj, type_):
@@ -34,7 +45,30 @@ def test_config_and_clusteroperator_exist(cluster, registry_config):
 
 
 @pytest.mark.destructive
-def test_managed_without_storage_is_storage_not_configured(cluster, no_storage, managed_registry, rollout_timeout):
+@pytest.mark.phase("last")
+def test_back_to_removed_deletes_the_deployment(cluster, registry_session, rollout_timeout):
+    """From Managed with storage (the last backend of the run, or emptyDir) to Removed: the run's one
+    switch back (the original spec is put back after it)."""
+    if registry_session.state != "managed":
+        registry_session.use(EMPTYDIR)
+    assert kube.get_or_none(cluster.apps.read_namespaced_deployment, REGISTRY_DEPLOYMENT,
+                            REGISTRY_NAMESPACE) is not None, "no Deployment while Managed with storage"
+    registry_session.remove()
+    assert kube.get_or_none(cluster.apps.read_namespaced_deployment, REGISTRY_DEPLOYMENT,
+                            REGISTRY_NAMESPACE) is None
+    cfg = cluster.registry_config()
+    for type_, status in (("Available", "True"), ("Progressing", "False"), ("Degraded", "False"),
+                          ("Removed", "True")):
+        c = _cond(cfg, type_)
+        assert (c.get("status"), c.get("reason")) == (status, "Removed"), waits.format_conditions(cfg)
+    waits.wait_for_clusteroperator(cluster, {"Available": ("True", "Removed"),
+                                             "Progressing": ("False", "Removed"),
+                                             "Degraded": ("False", None)}, rollout_timeout)
+
+
+@pytest.mark.destructive
+@pytest.mark.phase("last")
+def test_managed_without_storage_is_storage_not_configured(cluster, no_storage, rollout_timeout):
     cfg = waits.wait_for_conditions(cluster, {"Available": ("False", "StorageNotConfigured"),
                                               "Degraded": ("True", "StorageNotConfigured")}, rollout_timeout)
     assert "storage backend not configured" in _cond(cfg, "Available").get("message", ""), \
@@ -46,20 +80,3 @@ def test_managed_without_storage_is_storage_not_configured(cluster, no_storage, 
         waits.format_conditions(co)
     assert kube.get_or_none(cluster.apps.read_namespaced_deployment, REGISTRY_DEPLOYMENT,
                             REGISTRY_NAMESPACE) is None, "a registry Deployment exists without storage"
-
-
-@pytest.mark.destructive
-def test_back_to_removed_deletes_the_deployment(cluster, emptydir_storage, rollout_timeout):
-    assert kube.get_or_none(cluster.apps.read_namespaced_deployment, REGISTRY_DEPLOYMENT,
-                            REGISTRY_NAMESPACE) is not None, "no Deployment while Managed with emptyDir"
-    with steps.management_state(cluster, "Removed", rollout_timeout):
-        assert kube.get_or_none(cluster.apps.read_namespaced_deployment, REGISTRY_DEPLOYMENT,
-                                REGISTRY_NAMESPACE) is None
-        cfg = cluster.registry_config()
-        for type_, status in (("Available", "True"), ("Progressing", "False"), ("Degraded", "False"),
-                              ("Removed", "True")):
-            c = _cond(cfg, type_)
-            assert (c.get("status"), c.get("reason")) == (status, "Removed"), waits.format_conditions(cfg)
-        waits.wait_for_clusteroperator(cluster, {"Available": ("True", "Removed"),
-                                                 "Progressing": ("False", "Removed"),
-                                                 "Degraded": ("False", None)}, rollout_timeout)

@@ -1,7 +1,8 @@
 """Each storage backend (utilities/backends.py, picked with --backend) crossed with the same checks.
 
-The module-scoped `registry_backend` fixture (fixtures/storage.py) runs the procedure for one backend
-(its claim / bucket claim, credentials and CA bundle, then Managed + the storage) and waits for the
+The session-scoped `registry_backend` fixture (fixtures/storage.py, docs/design.md "The run structure")
+runs the procedure for one backend (its claim / bucket claim, credentials and CA bundle, then its
+storage, switched from the backend before while the registry stays Managed) and waits for the
 rollout, failing at once, with the cluster's own reason, when it cannot succeed; a backend whose
 prerequisites are missing on the cluster skips with what is missing; checks a backend cannot support
 skip with the reason. Expected values: /work/shared/reference/operator-facts.md §3.3-§3.5, §5, §6.
@@ -57,7 +58,7 @@ def test_rollout_completes(cluster, registry_backend):
 
 
 def test_ready_replicas_equal_spec_replicas(cluster, registry_backend):
-    """Ready replicas == spec.replicas everywhere; two replicas run on two different nodes."""
+    """Ready replicas == spec.replicas everywhere (Config spec and status, Deployment, Ready pods)."""
     cfg = cluster.registry_config()
     want = cfg["spec"]["replicas"]
     assert want == registry_backend.backend.replicas, f"Config spec.replicas {want}"
@@ -68,9 +69,33 @@ def test_ready_replicas_equal_spec_replicas(cluster, registry_backend):
         f"Config status.readyReplicas {(cfg.get('status') or {}).get('readyReplicas')} != {want}"
     ready = steps.ready_registry_pods(cluster)
     assert len(ready) == want, f"ready registry pods: {[p.metadata.name for p in ready]}"
+
+
+def test_replicas_spread_over_nodes(cluster, registry_backend):
+    """Two replicas run on two different nodes (the operator's required anti-affinity on the hostname)."""
+    backend = registry_backend.backend
+    if registry_backend.notes:
+        pytest.skip("; ".join(registry_backend.notes))
+    if backend.replicas < 2:
+        pytest.skip(f"{backend.id} runs {backend.replicas} replica: the check does not apply")
+    ready = steps.ready_registry_pods(cluster)
     nodes = {p.metadata.name: p.spec.node_name for p in ready}
-    if want >= 2:
-        assert len(set(nodes.values())) == want, f"{want} replicas are not spread over {want} nodes: {nodes}"
+    want = backend.replicas
+    inherited = (f" (placement inherited from the original Config: {registry_backend.inherited})"
+                 if registry_backend.inherited else "")
+    assert len(ready) == want, f"ready registry pods: {sorted(nodes)}"
+    assert len(set(nodes.values())) == want, \
+        f"{want} replicas are not spread over {want} nodes: {nodes}{inherited}"
+
+
+def test_deployment_moved_to_the_new_storage(cluster, registry_backend):
+    """Storage changed on a running registry (from the backend before, while Managed): the Deployment
+    and every registry pod use only this backend's storage; no volume of the previous one stays."""
+    setup = registry_backend
+    came_from = f" (switched from {setup.previous.id})" if setup.previous else " (the run's first backend)"
+    assert not setup.storage_problems, "right after the switch" + came_from + ": " + "; ".join(setup.storage_problems)
+    now = steps.storage_problems(cluster, setup)
+    assert not now, came_from.strip() + ": " + "; ".join(now)
 
 
 def test_claim(cluster, registry_backend):

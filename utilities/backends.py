@@ -102,9 +102,21 @@ class Backend:
         return storage
 
     def spec_fields(self, **storage_args) -> dict:
-        """The top-level spec fields the procedure sets (storage, replicas, rolloutStrategy...)."""
+        """The top-level spec fields the procedure sets: storage, replicas and rolloutStrategy always
+        (a backend inherits nothing of them from the original Config or the backend before it)."""
         return {"storage": self.storage_spec(**storage_args), "replicas": self.replicas,
-                **copy.deepcopy(self.extra_spec)}
+                "rolloutStrategy": self.strategy, **copy.deepcopy(self.extra_spec)}
+
+    def object_names(self) -> set[tuple[str, str]]:
+        """(kind, name) of the objects its set-up creates or takes over (claims, bucket claims, the S3
+        credentials secret, the CA config map): two backends sharing one cannot both be set up at once."""
+        out = set()
+        if self.claim_name and (self.user_creates_claim or self.operator_creates_claim):
+            out.add(("PersistentVolumeClaim", self.claim_name))
+        if self.obc:
+            out |= {("ObjectBucketClaim", self.obc_name), ("Secret", "image-registry-private-configuration-user"),
+                    ("ConfigMap", S3_CA_CONFIGMAP)}
+        return out
 
     def expected_status_storage(self, asked: dict) -> dict:
         """status.storage the operator must report for `asked` (spec.storage as set): the same member,
@@ -224,6 +236,22 @@ NOOBAA = dataclasses.replace(
 )
 
 BACKENDS: tuple[Backend, ...] = (EMPTYDIR, DEFAULT_PVC, BLOCK, CEPHFS, CEPH_RGW, NOOBAA)
+
+# The order the run configures them in, one after the other while Managed: backends that share object
+# names (default-pvc and block: the claim image-registry-storage; ceph-rgw and noobaa: the credentials
+# secret and the CA config map) are never neighbours, so each switch needs no stop in between;
+# emptyDir last (the quickest to remove).
+SWITCH_ORDER = ("default-pvc", "ceph-rgw", "block", "noobaa", "cephfs", "emptydir")
+
+
+def switch_order(chosen) -> tuple[Backend, ...]:
+    """`chosen` in SWITCH_ORDER (unknown ids keep their place at the end)."""
+    rank = {b: i for i, b in enumerate(SWITCH_ORDER)}
+    return tuple(sorted(chosen, key=lambda b: rank.get(b.id, len(rank))))
+
+
+def share_objects(a: Backend, b: Backend) -> bool:
+    return bool(a.object_names() & b.object_names())
 BY_ID = {b.id: b for b in BACKENDS}
 ALIASES = {"pvc-default": "default-pvc", "rgw": "ceph-rgw"}
 

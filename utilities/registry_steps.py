@@ -16,11 +16,13 @@ from typing import Callable, Iterator
 from kubernetes.client.exceptions import ApiException
 
 from utilities import kube, waits
-from utilities.backends import Backend
+from utilities.backends import EMPTYDIR, Backend, share_objects
 from utilities.kube import CONFIG_GVR, CONFIG_NAME, REGISTRY_NAMESPACE, Cluster
 from utilities.registry_client import RegistryClient
 
 _ABSENT = object()
+# emptyDir as a stop between two backends that cannot coexist (one replica, RollingUpdate).
+EMPTYDIR_TRANSIT = EMPTYDIR
 
 
 def replace_spec(cluster: Cluster, mutate: Callable[[dict], None], attempts: int = 10) -> dict:
@@ -278,6 +280,29 @@ def missing_prerequisites(cluster: Cluster, backend: Backend) -> str | None:
     return None
 
 
+def claim_taken(cluster: Cluster, backend: Backend, ours=()) -> str | None:
+    """A claim of the name the backend's procedure makes exists already and is not the suite's (a
+    registry that was Managed with a claim, as single-node clusters often are): the set-up would meet
+    someone else's claim, so the backend cannot run here as the procedure says."""
+    if not backend.claim_name or not (backend.user_creates_claim or backend.operator_creates_claim):
+        return None
+    pvc = kube.get_or_none(cluster.core.read_namespaced_persistent_volume_claim, backend.claim_name,
+                           REGISTRY_NAMESPACE)
+    if pvc is None:
+        return None
+    from utilities.labels import SUITE_LABEL, SUITE_LABEL_VALUE
+    from utilities.backends import OPERATOR_PVC_ANNOTATION
+    if (pvc.metadata.labels or {}).get(SUITE_LABEL) == SUITE_LABEL_VALUE or pvc.metadata.uid in set(ours):
+        return None
+    if backend.operator_creates_claim and (pvc.metadata.annotations or {}).get(OPERATOR_PVC_ANNOTATION) == "true":
+        return None     # the operator's own claim: it uses it again, as it would for the procedure
+    who = "the operator's" if (pvc.metadata.annotations or {}).get(OPERATOR_PVC_ANNOTATION) == "true" else "a user's"
+    return (f"{backend.id}: PVC {REGISTRY_NAMESPACE}/{backend.claim_name} exists already ({who}, e.g. the "
+            f"registry's original storage), and {backend.id}'s procedure "
+            + ("creates it" if backend.user_creates_claim else "has the operator create it")
+            + "; the check does not apply on this cluster")
+
+
 @contextlib.contextmanager
 def claim(cluster: Cluster, name: str, *, access_mode: str, size: str, labels: dict,
           storage_class: str | None = None, namespace: str = REGISTRY_NAMESPACE,
@@ -294,11 +319,21 @@ def claim(cluster: Cluster, name: str, *, access_mode: str, size: str, labels: d
     try:
         yield _plain(cluster, obj)
     finally:
-        delete_and_wait(cluster, "pvc", name, namespace, timeout)
+        delete_and_wait(cluster, "pvc", name, namespace, timeout, uid=_uid(obj))
 
 
-def delete_and_wait(cluster: Cluster, kind: str, name: str, namespace: str, timeout: float) -> None:
-    """Delete a pvc / obc / secret / configmap and wait until it is gone (finalizers done)."""
+def _uid(obj) -> str | None:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return (obj.get("metadata") or {}).get("uid")
+    return getattr(getattr(obj, "metadata", None), "uid", None)
+
+
+def delete_and_wait(cluster: Cluster, kind: str, name: str, namespace: str, timeout: float,
+                    uid: str | None = None) -> None:
+    """Delete a pvc / obc / secret / configmap and wait until it is gone (finalizers done). With `uid`,
+    only that object: a later one of the same name (the operator's own claim) is left alone."""
     read, delete = {
         "pvc": (lambda: kube.get_or_none(cluster.core.read_namespaced_persistent_volume_claim, name, namespace),
                 lambda: cluster.core.delete_namespaced_persistent_volume_claim(name, namespace)),
@@ -310,6 +345,15 @@ def delete_and_wait(cluster: Cluster, kind: str, name: str, namespace: str, time
         "configmap": (lambda: kube.get_or_none(cluster.core.read_namespaced_config_map, name, namespace),
                       lambda: cluster.core.delete_namespaced_config_map(name, namespace)),
     }[kind]
+    if uid is not None:
+        current = read()
+        if current is None or _uid(current) != uid:
+            return          # gone already, or another object of the same name now: not ours
+        plain_read = read
+
+        def read():     # noqa: F811 - gone once no object of that uid is left
+            obj = plain_read()
+            return obj if obj is not None and _uid(obj) == uid else None
     try:
         kube.call(delete)
     except ApiException as e:
@@ -344,7 +388,7 @@ def object_bucket_claim(cluster: Cluster, name: str, *, storage_class: str, labe
             "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
             # ODF appends "-<uuid>" (37 characters) to generateBucketName; bucket names end at 63.
             "spec": {"storageClassName": storage_class, "generateBucketName": name[:26].rstrip("-.")}}
-    kube.call(cluster.custom.create_namespaced_custom_object, *OBC_GVR[:2], namespace, OBC_GVR[2], body)
+    created = kube.call(cluster.custom.create_namespaced_custom_object, *OBC_GVR[:2], namespace, OBC_GVR[2], body)
     try:
         obc = waits.wait_for_obc_bound(cluster, namespace, name, timeout)
         secret = kube.call(cluster.core.read_namespaced_secret, name, namespace)
@@ -353,7 +397,7 @@ def object_bucket_claim(cluster: Cluster, name: str, *, storage_class: str, labe
                           base64.b64decode(data["AWS_ACCESS_KEY_ID"]).decode(),
                           base64.b64decode(data["AWS_SECRET_ACCESS_KEY"]).decode(), obc)
     finally:
-        delete_and_wait(cluster, "obc", name, namespace, timeout)
+        delete_and_wait(cluster, "obc", name, namespace, timeout, uid=_uid(created))
 
 
 @contextlib.contextmanager
@@ -381,7 +425,7 @@ def _temporary(cluster: Cluster, kind: str, namespace: str, name: str, data: dic
         try:
             yield _plain(cluster, created)
         finally:
-            delete_and_wait(cluster, kind, name, namespace, timeout)
+            delete_and_wait(cluster, kind, name, namespace, timeout, uid=_uid(created))
         return
     saved = _plain(cluster, existing)
     body = copy.deepcopy(saved)
@@ -410,17 +454,37 @@ def trusted_ca(cluster: Cluster, name: str, pem: bytes | str, labels: dict):
                       {"ca-bundle.crt": pem.decode() if isinstance(pem, bytes) else pem}, labels)
 
 
+class OperatorClaim:
+    """The claim the operator creates for `claim: ""`, by uid once it is seen."""
+
+    def __init__(self, cluster: Cluster, name: str):
+        self.cluster, self.name = cluster, name
+        self.before = _uid(self.read())
+        self.uid: str | None = None
+
+    def read(self):
+        return kube.get_or_none(self.cluster.core.read_namespaced_persistent_volume_claim, self.name,
+                                REGISTRY_NAMESPACE)
+
+    def observe(self) -> None:
+        uid = _uid(self.read())
+        if uid and uid != self.before:
+            self.uid = uid
+
+
 @contextlib.contextmanager
-def operator_claim_cleanup(cluster: Cluster, name: str, timeout: float) -> Iterator[None]:
+def operator_claim_cleanup(cluster: Cluster, name: str, timeout: float) -> Iterator[OperatorClaim]:
     """For `claim: ""`: the claim the operator creates is left behind once storage is unset (its
-    managementState goes with the spec); delete it at exit when it did not exist before."""
-    existed = kube.get_or_none(cluster.core.read_namespaced_persistent_volume_claim, name,
-                               REGISTRY_NAMESPACE) is not None
+    managementState goes with the spec); delete it at exit, by uid: only the one the operator made for
+    this set-up (seen with `.observe()`, or at exit), never one that existed before or came later."""
+    oc = OperatorClaim(cluster, name)
     try:
-        yield
+        yield oc
     finally:
-        if not existed:
-            delete_and_wait(cluster, "pvc", name, REGISTRY_NAMESPACE, timeout)
+        if oc.uid is None:
+            oc.observe()
+        if oc.uid is not None:
+            delete_and_wait(cluster, "pvc", name, REGISTRY_NAMESPACE, timeout, uid=oc.uid)
 
 
 @dataclasses.dataclass
@@ -432,43 +496,358 @@ class BackendSetup:
     bucket: BucketClaim | None = None  # S3: the ObjectBucketClaim
     s3_host: str | None = None         # S3: the route host used as regionEndpoint
     ca_pem: bytes | None = None        # S3: the trustedCA bundle given to the registry
+    previous: Backend | None = None    # the backend configured before this one (None: the first)
+    inherited: dict = dataclasses.field(default_factory=dict)   # original spec fields it did not set
+    notes: list = dataclasses.field(default_factory=list)      # what this cluster cannot show
+    operator_claim: "OperatorClaim | None" = None
+    storage_problems: list = dataclasses.field(default_factory=list)  # after the switch (see storage_problems)
 
     @property
     def asked_storage(self) -> dict:
         return self.fields["storage"]
 
 
+def prepare_backend(cluster: Cluster, backend: Backend, stack: contextlib.ExitStack, timeout: float,
+                    labels: dict) -> BackendSetup:
+    """The prerequisites of `backend` (claim; OBC, credentials, CA bundle), entered on `stack`; the spec
+    fields to write are in `.fields`. Nothing of the Config is changed."""
+    from utilities.backends import ODF_NAMESPACE, S3_CA_CONFIGMAP
+    setup = BackendSetup(backend, {}, {})
+    if backend.operator_creates_claim:
+        setup.operator_claim = stack.enter_context(operator_claim_cleanup(cluster, backend.claim_name, timeout))
+    if backend.user_creates_claim:
+        setup.claim = stack.enter_context(claim(
+            cluster, backend.claim_name, access_mode=backend.access_mode, size=backend.claim_size,
+            storage_class=backend.storage_class, labels=labels, timeout=timeout))
+    storage_args = {}
+    if backend.s3:
+        setup.bucket = stack.enter_context(object_bucket_claim(
+            cluster, backend.obc_name, storage_class=backend.storage_class, labels=labels, timeout=timeout))
+        stack.enter_context(s3_credentials(cluster, setup.bucket.access_key, setup.bucket.secret_key, labels))
+        _, setup.ca_pem = default_ingress_certificate(cluster)
+        stack.enter_context(trusted_ca(cluster, S3_CA_CONFIGMAP, setup.ca_pem, labels))
+        setup.s3_host = route_host(cluster, ODF_NAMESPACE, backend.s3_route)
+        # The scheme from the route's spec.tls: ODF 4.12's RGW route is plain HTTP (facts §12.9).
+        from utilities.routes import route_url
+        s3_route = kube.get_or_none(cluster.custom.get_namespaced_custom_object, *kube.ROUTE_GVR[:2],
+                                    ODF_NAMESPACE, kube.ROUTE_GVR[2], backend.s3_route)
+        storage_args = {"bucket": setup.bucket.bucket, "endpoint": route_url(s3_route),
+                        "trusted_ca": S3_CA_CONFIGMAP}
+    setup.fields = backend.spec_fields(**storage_args)
+    return setup
+
+
 @contextlib.contextmanager
 def configure_backend(cluster: Cluster, backend: Backend, timeout: float, labels: dict) -> Iterator[BackendSetup]:
-    """The whole procedure for `backend`: its prerequisites (claim; OBC, credentials, CA bundle), then
-    Managed + the spec fields, rolled out. Everything is undone at exit, in reverse order."""
-    from utilities.backends import ODF_NAMESPACE, S3_CA_CONFIGMAP
+    """The whole procedure for `backend` alone (a notebook, a selftest): its prerequisites, then Managed
+    + the spec fields, rolled out; everything undone at exit, in reverse order. The suite itself goes
+    through `RegistrySession`, which switches from backend to backend while Managed."""
     with contextlib.ExitStack() as stack:
-        setup = BackendSetup(backend, {}, {})
-        if backend.operator_creates_claim:
-            stack.enter_context(operator_claim_cleanup(cluster, backend.claim_name, timeout))
-        if backend.user_creates_claim:
-            setup.claim = stack.enter_context(claim(
-                cluster, backend.claim_name, access_mode=backend.access_mode, size=backend.claim_size,
-                storage_class=backend.storage_class, labels=labels, timeout=timeout))
-        storage_args = {}
-        if backend.s3:
-            setup.bucket = stack.enter_context(object_bucket_claim(
-                cluster, backend.obc_name, storage_class=backend.storage_class, labels=labels, timeout=timeout))
-            stack.enter_context(s3_credentials(cluster, setup.bucket.access_key, setup.bucket.secret_key, labels))
-            _, setup.ca_pem = default_ingress_certificate(cluster)
-            stack.enter_context(trusted_ca(cluster, S3_CA_CONFIGMAP, setup.ca_pem, labels))
-            setup.s3_host = route_host(cluster, ODF_NAMESPACE, backend.s3_route)
-            # The scheme from the route's spec.tls: ODF 4.12's RGW route is plain HTTP (facts §12.9).
-            from utilities.routes import route_url
-            s3_route = kube.get_or_none(cluster.custom.get_namespaced_custom_object, *kube.ROUTE_GVR[:2],
-                                        ODF_NAMESPACE, kube.ROUTE_GVR[2], backend.s3_route)
-            storage_args = {"bucket": setup.bucket.bucket, "endpoint": route_url(s3_route),
-                            "trusted_ca": S3_CA_CONFIGMAP}
-        setup.fields = backend.spec_fields(**storage_args)
+        setup = prepare_backend(cluster, backend, stack, timeout, labels)
         stack.enter_context(managed(cluster, timeout))
         setup.config = stack.enter_context(storage(cluster, backend, timeout, fields=setup.fields))
         yield setup
+
+
+# --- what the Deployment stores images on ----------------------------------------------------------
+STORAGE_VOLUME = "registry-storage"
+# Original spec fields that shape the registry pods and that no backend's procedure sets.
+PLACEMENT_FIELDS = ("nodeSelector", "affinity", "tolerations", "topologySpreadConstraints", "resources")
+
+
+def registry_deployment(cluster: Cluster) -> dict | None:
+    dep = kube.get_or_none(cluster.apps.read_namespaced_deployment, kube.REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE)
+    return None if dep is None else _plain(cluster, dep)
+
+
+def _claims_of(pod_spec: dict) -> set[str]:
+    return {v["persistentVolumeClaim"]["claimName"] for v in pod_spec.get("volumes") or []
+            if v.get("persistentVolumeClaim")}
+
+
+def storage_problems(cluster: Cluster, setup: BackendSetup) -> list[str]:
+    """How the Deployment and its pods differ from storing images only on `setup`'s storage: the
+    storage volume of the pod template, no other claim (the previous backend's), the REGISTRY_STORAGE
+    driver, and no registry pod left mounting another claim. Empty: it really moved."""
+    b = setup.backend
+    dep = registry_deployment(cluster)
+    if dep is None:
+        return ["no registry Deployment"]
+    pod_spec = ((dep.get("spec") or {}).get("template") or {}).get("spec") or {}
+    vols = {v["name"]: v for v in pod_spec.get("volumes") or []}
+    storage_vol = vols.get(STORAGE_VOLUME)
+    env = {e.get("name"): e.get("value") for c in pod_spec.get("containers") or [] for e in c.get("env") or []}
+    problems = []
+    want_claims = {b.claim_name} if b.pvc else set()
+    claims = _claims_of(pod_spec)
+    if claims != want_claims:
+        problems.append(f"Deployment claims {sorted(claims)}, expected {sorted(want_claims)}")
+    if b.kind == "emptyDir" and not (storage_vol and "emptyDir" in storage_vol):
+        problems.append(f"Deployment volume {STORAGE_VOLUME} is {storage_vol}, expected an emptyDir")
+    if b.s3 and storage_vol is not None:
+        problems.append(f"Deployment still has volume {STORAGE_VOLUME} {storage_vol} with S3 storage")
+    driver = env.get("REGISTRY_STORAGE")
+    want_driver = "s3" if b.s3 else "filesystem"
+    if driver is not None and driver != want_driver:
+        problems.append(f"REGISTRY_STORAGE={driver}, expected {want_driver}")
+    if b.s3 and setup.bucket is not None and env.get("REGISTRY_STORAGE_S3_BUCKET") not in (None, setup.bucket.bucket):
+        problems.append(f"REGISTRY_STORAGE_S3_BUCKET={env.get('REGISTRY_STORAGE_S3_BUCKET')}, "
+                        f"expected {setup.bucket.bucket}")
+    pods = kube.call(cluster.core.list_namespaced_pod, REGISTRY_NAMESPACE, label_selector=kube.REGISTRY_POD_SELECTOR)
+    for pod in pods.items:
+        pod_claims = _claims_of(_plain(cluster, pod).get("spec") or {})
+        if pod_claims - want_claims:
+            problems.append(f"pod {pod.metadata.name} still mounts claim(s) {sorted(pod_claims - want_claims)}")
+    return problems
+
+
+def schedulable_nodes(cluster: Cluster, node_selector: dict | None = None, tolerations=()) -> list[str]:
+    """Ready nodes registry pods can land on: schedulable, no NoSchedule/NoExecute taint they do not
+    tolerate, matching `node_selector` (plus kubernetes.io/os=linux, as the operator adds)."""
+    selector = dict(node_selector or {})
+    selector.setdefault("kubernetes.io/os", "linux")
+    tolerated = {(t.get("key"), t.get("effect")) for t in tolerations or ()}
+    out = []
+    for n in kube.call(cluster.core.list_node).items:
+        if n.spec.unschedulable:
+            continue
+        if not any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or [])):
+            continue
+        labels = n.metadata.labels or {}
+        if any(labels.get(k) != v for k, v in selector.items()):
+            continue
+        if any(t.effect in ("NoSchedule", "NoExecute") and (t.key, t.effect) not in tolerated
+               and (t.key, None) not in tolerated for t in n.spec.taints or []):
+            continue
+        out.append(n.metadata.name)
+    return sorted(out)
+
+
+class EnvironmentLacks(Exception):
+    """The cluster cannot run this backend for a reason of its environment, not of the operator."""
+
+
+VSPHERE_CSI = "csi.vsphere.vmware.com"
+VSPHERE_INTREE = "kubernetes.io/vsphere-volume"
+_NO_FILE_VOLUMES = ("file volume", "vsan file service", "file service", "filevolume", "file share")
+
+
+def rwx_missing_before(cluster: Cluster, backend: Backend) -> str | None:
+    """Where the class shows it: a ReadWriteMany claim on a class that provides none (in-tree vSphere
+    volumes are ReadWriteOnce only)."""
+    if backend.access_mode != "ReadWriteMany" or not backend.pvc:
+        return None
+    name = backend.storage_class or default_storage_class(cluster)
+    sc = next((c for c in storage_classes(cluster) if c["metadata"]["name"] == name), None)
+    if sc and sc.get("provisioner") == VSPHERE_INTREE:
+        return (f"{backend.id}: an environment without ReadWriteMany volumes: StorageClass {name} "
+                f"({VSPHERE_INTREE}) provides ReadWriteOnce only; the check does not apply")
+    return None
+
+
+def rwx_missing_after(cluster: Cluster, backend: Backend, error: str) -> str | None:
+    """After a failed rollout: the claim's ProvisioningFailed says the vSphere CSI driver cannot make
+    file volumes (thin-csi without vSAN File Services, operator-facts.md §12.11)."""
+    if backend.access_mode != "ReadWriteMany" or not backend.pvc:
+        return None
+    name = backend.storage_class or default_storage_class(cluster)
+    sc = next((c for c in storage_classes(cluster) if c["metadata"]["name"] == name), None)
+    if not sc or sc.get("provisioner") != VSPHERE_CSI:
+        return None
+    texts = []
+    try:
+        evs = kube.call(cluster.core.list_namespaced_event, REGISTRY_NAMESPACE,
+                        field_selector=f"involvedObject.name={backend.claim_name}")
+        texts += [e.message or "" for e in evs.items if e.reason == "ProvisioningFailed"]
+    except ApiException:
+        pass
+    texts.append(error)
+    line = next((t for t in texts if any(k in t.lower() for k in _NO_FILE_VOLUMES)), None)
+    if line is None:
+        return None
+    return (f"{backend.id}: an environment without ReadWriteMany volumes: StorageClass {name} cannot "
+            f"provision the operator's ReadWriteMany claim (vSphere CSI without vSAN File Services, "
+            f"operator-facts.md §12.11): {line.strip()[:300]}; the check does not apply")
+
+
+class RegistrySession:
+    """The registry through the whole run: Managed once, the storage switched from backend to backend
+    while Managed, the route once, Removed once at the end (docs/design.md "The run structure").
+
+    `use(backend)` makes `backend` the registry's storage (its prerequisites first, then one spec write,
+    the rollout, the check that the Deployment moved, then the previous backend's objects are deleted);
+    `route()` turns defaultRoute on once; `remove()` sets Removed; `close(restore)` calls `restore()` (the
+    original spec put back) and then deletes what the backends created."""
+
+    def __init__(self, cluster: Cluster, timeout: float, labels: dict, original_spec: dict):
+        self.cluster, self.timeout, self.labels = cluster, timeout, labels
+        self.original = copy.deepcopy(original_spec or {})
+        self.state = "original"          # original | managed | removed
+        self.current: BackendSetup | None = None
+        self._stacks: dict[int, contextlib.ExitStack] = {}
+        self._retired: list[BackendSetup] = []
+        self.route_host: str | None = None
+        self.switches: list[str] = []    # what the session wrote, in order (for the report)
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _release(self, setup: BackendSetup) -> None:
+        stack = self._stacks.pop(id(setup), None)
+        if stack is not None:
+            stack.close()
+
+    def _write(self, fields: dict, what: str) -> None:
+        def mutate(spec):
+            spec["managementState"] = "Managed"
+            for k, v in fields.items():
+                spec[k] = copy.deepcopy(v)
+        replace_spec(self.cluster, mutate)
+        self.state = "managed"
+        self.switches.append(what)
+
+    def _rolled_out(self, since: float) -> None:
+        waits.wait_for_rollout(self.cluster, self.timeout, judge=waits.StorageRolloutJudge(since))
+
+    def _old_pods_gone(self, setup: BackendSetup) -> bool:
+        """Wait (bounded) until no registry pod mounts another claim; False when some still do (the
+        check `storage_problems` then says which)."""
+        want = {setup.backend.claim_name} if setup.backend.pvc else set()
+
+        def left():
+            pods = kube.call(self.cluster.core.list_namespaced_pod, REGISTRY_NAMESPACE,
+                             label_selector=kube.REGISTRY_POD_SELECTOR)
+            old = [p.metadata.name for p in pods.items
+                   if _claims_of(_plain(self.cluster, p).get("spec") or {}) - want]
+            return old or None
+        try:
+            waits.wait_until_gone(left, "the registry pods of the previous storage to terminate",
+                                  min(self.timeout, 60.0))
+            return True
+        except AssertionError:
+            return False
+
+    def _adapt(self, backend: Backend) -> tuple[Backend, list[str], dict]:
+        inherited = {k: copy.deepcopy(self.original[k]) for k in PLACEMENT_FIELDS
+                     if self.original.get(k) not in (None, {}, [])}
+        notes = []
+        if backend.replicas >= 2 and "affinity" not in inherited:
+            nodes = schedulable_nodes(self.cluster, inherited.get("nodeSelector"), inherited.get("tolerations"))
+            if len(nodes) < backend.replicas:
+                n = max(len(nodes), 1)
+                notes.append(f"{'single-node' if n == 1 else f'{n}-node'} cluster ({', '.join(nodes) or 'no node'}): "
+                             f"{backend.id}'s {backend.replicas} replicas need {backend.replicas} nodes (the "
+                             f"operator's required anti-affinity on kubernetes.io/hostname); ran {n} replica(s), "
+                             "so the spread over nodes and a second replica are not shown")
+                backend = dataclasses.replace(backend, replicas=n)
+        return backend, notes, inherited
+
+    def owned_uids(self) -> set[str]:
+        """uids of the claims the session's backends made (their own, or the operator's for them)."""
+        out = set()
+        for s in self._retired + ([self.current] if self.current is not None else []):
+            if s.claim:
+                out.add(_uid(s.claim))
+            if s.operator_claim is not None:
+                s.operator_claim.observe()
+                out.add(s.operator_claim.uid)
+        return {u for u in out if u}
+
+    def missing(self, backend: Backend) -> str | None:
+        """What the cluster lacks for `backend` (its classes, routes, certificate), or a claim of its
+        name that is someone else's."""
+        return (missing_prerequisites(self.cluster, backend)
+                or claim_taken(self.cluster, backend, self.owned_uids()))
+
+    # --- the steps -------------------------------------------------------------------------------
+    def use(self, backend: Backend) -> BackendSetup:
+        cur = self.current
+        if cur is not None and self.state == "managed" and cur.backend.id == backend.id:
+            return cur
+        lacking = rwx_missing_before(self.cluster, backend)
+        if lacking:
+            raise EnvironmentLacks(lacking)
+        backend, notes, inherited = self._adapt(backend)
+        if cur is not None and self.state == "managed" and share_objects(cur.backend, backend):
+            # The two cannot coexist (one claim name, one credentials secret): through emptyDir first.
+            transit = EMPTYDIR_TRANSIT.spec_fields()
+            since = time.time() - 1
+            self._write(transit, f"emptyDir (between {cur.backend.id} and {backend.id})")
+            self._rolled_out(since)
+            self._old_pods_gone(BackendSetup(EMPTYDIR_TRANSIT, {}, transit))
+            self._release(cur)
+            cur = None
+        stack = contextlib.ExitStack()
+        try:
+            setup = prepare_backend(self.cluster, backend, stack, self.timeout, self.labels)
+        except BaseException:
+            stack.close()
+            raise
+        setup.previous = self.current.backend if self.current is not None else None
+        setup.notes, setup.inherited = notes, inherited
+        self._stacks[id(setup)] = stack
+        if cur is not None:
+            self._retired.append(cur)
+        self.current = setup
+        since = time.time() - 1
+        self._write(setup.fields, backend.id)
+        try:
+            self._rolled_out(since)
+        except AssertionError as e:
+            lacking = rwx_missing_after(self.cluster, backend, str(e))
+            if lacking:
+                raise EnvironmentLacks(lacking) from None
+            raise
+        if setup.operator_claim is not None:
+            setup.operator_claim.observe()
+        self._old_pods_gone(setup)
+        setup.storage_problems = storage_problems(self.cluster, setup)
+        self._rolled_out(since)         # still complete (a replica that dropped out meanwhile is back)
+        setup.config = self.cluster.registry_config()
+        if not setup.storage_problems:
+            while self._retired:        # nothing mounts them any more
+                self._release(self._retired.pop())
+        # else: the previous backend's objects stay until the end of the run (after the restore)
+        return setup
+
+    def route(self) -> str:
+        """defaultRoute: true (once for the run); the admitted host of route default-route."""
+        if self.route_host is None or not (self.cluster.registry_config() or {}).get("spec", {}).get("defaultRoute"):
+            replace_spec(self.cluster, lambda spec: spec.__setitem__("defaultRoute", True))
+            self.switches.append("defaultRoute")
+        route = waits.wait_for_route_admitted(self.cluster, "default-route", REGISTRY_NAMESPACE, self.timeout)
+        self.route_host = [i for i in route["status"]["ingress"] if i.get("host")][0]["host"]
+        return self.route_host
+
+    def remove(self) -> dict:
+        """managementState: Removed (the storage spec stays); the registry removed; the backends'
+        objects deleted."""
+        obj = self.cluster.registry_config() or {}
+        if (obj.get("spec") or {}).get("managementState") != "Removed":
+            replace_spec(self.cluster, lambda spec: spec.__setitem__("managementState", "Removed"))
+            self.switches.append("Removed")
+        obj = wait_removed(self.cluster, self.timeout)
+        self.state = "removed"
+        self._release_all()
+        return obj
+
+    def _release_all(self) -> None:
+        setups = self._retired + ([self.current] if self.current is not None else [])
+        self._retired, self.current = [], None
+        errors = []
+        for s in reversed(setups):
+            try:
+                self._release(s)
+            except Exception as e:  # noqa: BLE001 - release the others too, then say
+                errors.append(f"{s.backend.id}: {e}")
+        if errors:
+            raise AssertionError("could not delete what the backends created: " + "; ".join(errors))
+
+    def close(self, restore: Callable[[], object] | None = None) -> None:
+        """At the end of the run: the original spec back (`restore`), then the backends' objects."""
+        try:
+            if restore is not None and self.state != "original":
+                restore()
+        finally:
+            self._release_all()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -92,10 +92,42 @@ def take_snapshot(cluster: Cluster, run_dir, run_id: str, config: dict | None = 
         "taken": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "metadata": {k: obj["metadata"].get(k) for k in ("name", "uid", "resourceVersion", "generation")},
         "spec": copy.deepcopy(obj.get("spec") or {}),
+        "deployment": deployment_summary(cluster),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_durable(path, json.dumps(snap, indent=2, sort_keys=True))
     return snap
+
+
+def deployment_summary(cluster: Cluster) -> dict | None:
+    """What of the registry Deployment the Config decides (None: no Deployment): replicas, strategy, the
+    storage volume and the storage driver. Restored, an operator-managed registry must match it again."""
+    dep = kube.get_or_none(cluster.apps.read_namespaced_deployment, kube.REGISTRY_DEPLOYMENT,
+                           kube.REGISTRY_NAMESPACE)
+    if dep is None:
+        return None
+    d = cluster.api_client.sanitize_for_serialization(dep)
+    spec = d.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    vol = next((v for v in pod.get("volumes") or [] if v.get("name") == "registry-storage"), None)
+    env = {e.get("name"): e.get("value") for c in pod.get("containers") or [] for e in c.get("env") or []
+           if e.get("name") in ("REGISTRY_STORAGE", "REGISTRY_STORAGE_S3_BUCKET")}
+    return {"replicas": spec.get("replicas"), "strategy": (spec.get("strategy") or {}).get("type"),
+            "storageVolume": {k: v for k, v in (vol or {}).items() if k != "name"} or None, "env": env}
+
+
+def deployment_differences(snapshot: dict, cluster: Cluster) -> list[str]:
+    """How the registry Deployment differs from the one the snapshot saw (empty: the same, or the
+    snapshot predates this record)."""
+    if "deployment" not in snapshot:
+        return []
+    want, have = snapshot.get("deployment"), deployment_summary(cluster)
+    if want is None or have is None:
+        if (want is None) == (have is None):
+            return []
+        return ["the registry Deployment " + ("exists, the original had none" if want is None
+                                              else "is gone, the original had one")]
+    return spec_diff(want, have, "Deployment", labels=("originally", "now"))
 
 
 def load_snapshot(run_dir) -> dict:
@@ -327,26 +359,32 @@ _DELETERS = {
 }
 
 
-def delete_object(cluster: Cluster, api_version: str | None, kind: str, namespace: str | None, name: str) -> bool:
-    """Delete one object (404 is fine); True when a delete was sent."""
+def delete_object(cluster: Cluster, api_version: str | None, kind: str, namespace: str | None, name: str,
+                  uid: str | None = None) -> bool:
+    """Delete one object (404 is fine); True when a delete was sent. With `uid`, only that object
+    (a delete precondition: a later object of the same name, e.g. the operator's own claim, answers 409
+    and is left alone)."""
+    from kubernetes import client as k8s
+    opts = {"body": k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=uid))} if uid else {}
+    copts = {"body": {"preconditions": {"uid": uid}}} if uid else {}
     try:
         if kind in _DELETERS:
             attr, ns_fn, cl_fn = _DELETERS[kind]
             api = getattr(cluster, attr)
             if namespace and ns_fn:
-                kube.call(getattr(api, ns_fn), name, namespace)
+                kube.call(getattr(api, ns_fn), name, namespace, **opts)
             else:
-                kube.call(getattr(api, cl_fn), name)
+                kube.call(getattr(api, cl_fn), name, **opts)
         elif kind == "StorageClass":
-            from kubernetes import client as k8s
-            kube.call(k8s.StorageV1Api(cluster.api_client).delete_storage_class, name)
+            kube.call(k8s.StorageV1Api(cluster.api_client).delete_storage_class, name, **opts)
         elif api_version and "/" in api_version:
             group, version = api_version.split("/", 1)
             plural = kind.lower() + ("es" if kind.lower().endswith("s") else "s")
             if namespace:
-                kube.call(cluster.custom.delete_namespaced_custom_object, group, version, namespace, plural, name)
+                kube.call(cluster.custom.delete_namespaced_custom_object, group, version, namespace, plural, name,
+                          **copts)
             else:
-                kube.call(cluster.custom.delete_cluster_custom_object, group, version, plural, name)
+                kube.call(cluster.custom.delete_cluster_custom_object, group, version, plural, name, **copts)
         else:
             log.warning("do not know how to delete %s %s/%s", kind, namespace or "", name)
             return False
@@ -370,9 +408,42 @@ def delete_created(cluster: Cluster, journal: list[dict]) -> list[str]:
         if key in seen or e.get("kind") == "Lease":
             continue
         seen.add(key)
-        if delete_object(cluster, e.get("apiVersion"), e["kind"], e.get("namespace"), e["name"]):
+        if delete_object(cluster, e.get("apiVersion"), e["kind"], e.get("namespace"), e["name"], uid=e.get("uid")):
             deleted.append(f"{e['kind']} {(e.get('namespace') + '/') if e.get('namespace') else ''}{e['name']}")
     return deleted
+
+
+IMAGE_GVR = ("image.openshift.io", "v1", "images")
+
+
+def run_namespaces(journal: list[dict]) -> set[str]:
+    return {e["name"] for e in journal if e.get("event") == "created" and e.get("kind") == "Namespace"
+            and e.get("name")}
+
+
+def delete_pushed_images(cluster: Cluster, namespaces) -> list[str]:
+    """Images (image.openshift.io, cluster-scoped) of what the run pushed: deleting its namespaces
+    deletes the image streams, not the Images; those whose dockerImageReference is in one of
+    `namespaces` are deleted here (by uid)."""
+    namespaces = set(namespaces or ())
+    if not namespaces:
+        return []
+    try:
+        lst = kube.call(cluster.custom.list_cluster_custom_object, *IMAGE_GVR)
+    except ApiException as e:
+        if e.status in (403, 404):      # no image API; or not allowed: the pruner will
+            log.warning("could not list the Images the run pushed: %s", e.reason)
+            return []
+        raise
+    out = []
+    for img in lst.get("items") or []:
+        ref = str(img.get("dockerImageReference") or "")
+        path = ref.split("@", 1)[0].split("/")
+        if len(path) >= 3 and path[-2] in namespaces:
+            meta = img.get("metadata") or {}
+            if delete_object(cluster, "image.openshift.io/v1", "Image", None, meta.get("name"), uid=meta.get("uid")):
+                out.append(f"Image {meta.get('name')} ({ref.split('@')[0]})")
+    return out
 
 
 def restore(cluster: Cluster, run_dir, *, force: bool = False, timeout: float = 300.0, wait: bool = True,
@@ -394,7 +465,8 @@ def restore(cluster: Cluster, run_dir, *, force: bool = False, timeout: float = 
     if result.wrote:
         log.info("restored the original Config spec from %s", run_dir / SNAPSHOT_FILE)
     if delete:
-        result.deleted = delete_created(cluster, journal)
+        result.deleted = delete_pushed_images(cluster, run_namespaces(journal))
+        result.deleted += delete_created(cluster, journal)
         run_id = snapshot.get("run_id")
         if run_id:
             result.deleted += delete_leftovers(cluster, find_leftovers(cluster, run_id=run_id))
@@ -409,4 +481,11 @@ def restore(cluster: Cluster, run_dir, *, force: bool = False, timeout: float = 
     diff = spec_diff(snapshot["spec"], after)
     if diff:
         result.problems.insert(0, "configuration left changed: " + "; ".join(diff))
+    if wait:
+        dep = deployment_differences(snapshot, cluster)
+        if dep:
+            state = (snapshot.get("spec") or {}).get("managementState")
+            why = (" (the original Config is Unmanaged: the operator ignores it, operator-facts.md §12.6)"
+                   if state == "Unmanaged" else "")
+            result.problems.append("the registry Deployment is not as it was" + why + ": " + "; ".join(dep))
     return result

@@ -114,6 +114,7 @@ RESOURCES: list[ResourceType] = [
     # OpenShift aggregated APIs (served by openshift-apiserver: strategic merge works)
     _r("route.openshift.io", "v1", "Route", "routes", True, ("status",), categories=("all",)),
     _r("image.openshift.io", "v1", "ImageStream", "imagestreams", True, ("status",), ("is",)),
+    _r("image.openshift.io", "v1", "Image", "images", False),
     _r("user.openshift.io", "v1", "User", "users", False),
     # ODF object buckets (CRDs)
     _r("objectbucket.io", "v1alpha1", "ObjectBucketClaim", "objectbucketclaims", True, ("status",), ("obc",),

@@ -485,7 +485,8 @@ class _PodWorker:
                 pod_ip=self.pod_ip, env=env, workdir=self.dir / "containers" / c.name, signer=self.k.signer,
                 api_server=self.k.api_server, api_ca_pem=self.k.api_ca_pem, port=port,
                 faults=lambda: self.k.faults, name=c.name,
-                pods=lambda: self.k.pods.items() if self.k.pods else [])
+                pods=lambda: self.k.pods.items() if self.k.pods else [],
+                on_manifest=self.k.image_api.record if self.k.image_api else None)
             await c.runtime.start()
         c.container_id = "cri-o://" + secrets.token_hex(32)
         c.started_at = _now()
@@ -633,6 +634,7 @@ class Kubelet:
         self._stopping: set[asyncio.Task] = set()
         self.http: aiohttp.ClientSession | None = None
         self.pods: Informer | None = None
+        self.image_api = None      # localcluster.images.ImageAPI once running
 
     # ------------------------------------------------------------------ addresses
     def detach(self, uid: str) -> None:
@@ -741,6 +743,8 @@ class Kubelet:
         self.pods_dir.mkdir(parents=True, exist_ok=True)
         self.http = aiohttp.ClientSession(trust_env=False)
         self.pods = Informer(self.client, path("v1", "pods"), self._on_pod, resync=self.settings.resync_seconds)
+        from localcluster.images import ImageAPI        # issue 7: pushes leave ImageStreams and Images
+        self.image_api = ImageAPI(self.client)
         faults = Informer(self.client, path("v1", "configmaps", S.FAULTS_NAMESPACE), self._on_faults,
                           resync=self.settings.resync_seconds)
         try:

@@ -50,6 +50,10 @@ FAULT_S3_BUCKET_SUFFIX = "operator.s3BucketSuffix"
 FAULT_STALE_IMAGE_CONFIG = "operator.staleImageConfig"
 FAULT_KEEP_USER_EDITS = "operator.keepUserEdits"
 FAULT_LEAVE_OBJECTS_ON_REMOVED = "operator.leaveObjectsOnRemoved"
+# Issue 7: the Deployment keeps the claim of the storage before a storage change (as volume
+# registry-storage-previous), so a check of "storage changed on a running registry" can fail.
+FAULT_STALE_STORAGE_VOLUME = "operator.staleStorageVolume"
+STALE_VOLUME = "registry-storage-previous"
 
 # Config storage members in the order the real NewDriver checks them, with their driver names.
 STORAGE_TYPES = (

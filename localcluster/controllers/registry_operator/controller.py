@@ -396,6 +396,8 @@ class ImageRegistryOperator:
                 desired = json_merge_patch(desired, json.loads(raw))
             except ValueError:
                 log.warning("fault %s is not JSON: %r", C.FAULT_DEPLOYMENT_PATCH, raw)
+        if self.faults().get(C.FAULT_STALE_STORAGE_VOLUME, "").strip().lower() == "true":
+            await self._keep_previous_claim(desired)
         await self.ensure(desired)
         await self.ensure(pdb(spec, self.faults().get(C.FAULT_PDB_MIN_AVAILABLE, "").strip() or None))
         user_secrets = {}
@@ -430,6 +432,20 @@ class ImageRegistryOperator:
                 await self.ensure(await self._certificates(bundle))
         except (SyncError, ApiError, Requeue, TypeError) as e:
             log.debug("certificates alone: %s", e)
+
+    async def _keep_previous_claim(self, desired: dict) -> None:
+        """Fault operator.staleStorageVolume: the claim the running Deployment stores on stays mounted
+        (as volume registry-storage-previous) when the storage changes."""
+        existing = await self._get(path("apps/v1", "deployments", C.NAMESPACE, C.DEPLOYMENT_NAME))
+        pod = desired["spec"]["template"]["spec"]
+        new_claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if v.get("persistentVolumeClaim")}
+        for v in (((existing or {}).get("spec") or {}).get("template") or {}).get("spec", {}).get("volumes") or []:
+            claim = (v.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim and claim not in new_claims and v["name"] in ("registry-storage", C.STALE_VOLUME):
+                pod["volumes"].append({"name": C.STALE_VOLUME, "persistentVolumeClaim": {"claimName": claim}})
+                pod["containers"][0].setdefault("volumeMounts", []).append(
+                    {"name": C.STALE_VOLUME, "mountPath": "/registry-previous"})
+                break
 
     async def _certificates(self, storage_ca: Optional[str] = None) -> dict:
         ca = await self._get(path("v1", "configmaps", C.NAMESPACE, C.SERVICE_CA_CONFIGMAP))

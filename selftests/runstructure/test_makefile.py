@@ -1,0 +1,33 @@
+"""Issue 7 item 2: `make validate CLUSTER_KUBECONFIG=...` sets up only the Python environment (no apt-get,
+no sudo, no docker-registry, no system service); the registry binary is installed for the local cluster."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from utilities.localcluster_process import REPO_ROOT
+
+
+def _plan(tmp_path, *args) -> str:
+    """What make would run, with no registry binary and no .venv yet (a fresh machine)."""
+    proc = subprocess.run(["make", "-n", "validate", f"REGISTRY_BIN={tmp_path / 'no-docker-registry'}",
+                           f"VENV={tmp_path / 'venv'}", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
+def test_real_cluster_needs_only_python(tmp_path):
+    plan = _plan(tmp_path, f"CLUSTER_KUBECONFIG={tmp_path / 'kubeconfig'}")
+    for word in ("apt-get", "sudo", "docker-registry", "systemctl"):
+        assert word not in plan, f"{word!r} in the real-cluster set-up:\n{plan}"
+    assert "pip install" in plan and f"--kubeconfig={tmp_path / 'kubeconfig'}" in plan, plan
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
+def test_local_cluster_installs_the_registry(tmp_path):
+    plan = _plan(tmp_path)
+    assert "apt-get install -y docker-registry" in plan, plan
