@@ -54,6 +54,9 @@ class RealCluster(LocalCluster):
         await self.cp.start()
         self.api = SimpleNamespace(url=self.cp.url)
         self.api_ca = self.cp.ca
+        # As the installer's auth/kubeconfig: system:admin with a client certificate (kube-apiserver's
+        # --client-ca-file is this CA; O=system:masters).
+        self.admin_cert = self.cp.ca.issue("system:admin", client=True, organizations=["system:masters"])
         self.timings.update(self.cp.timings)
         admin = self.user("kube:admin")
         client = self._client(admin.token)
@@ -61,6 +64,7 @@ class RealCluster(LocalCluster):
         t = time.monotonic()
         await rseed.apply_crds(client, self.release)
         await rseed.pre_seed(client, self.release, version(self.release))
+        await rseed.bootstrap_policy(client)
         ingress_ca = CertificateAuthority.create("ingress-operator@localcluster")
         service_ca = CertificateAuthority.create("openshift-service-serving-signer@localcluster")
         await seed(client, s, ingress_ca, self.cp.url)

@@ -87,6 +87,18 @@ async def _create(client, collection: str, body: dict) -> dict:
         return await client.get(f"{collection}/{body['metadata']['name']}")
 
 
+async def bootstrap_policy(client) -> None:
+    """OpenShift's bootstrap ClusterRoles that the suite binds its ServiceAccounts to and the registry's
+    authorization asks about (system:image-puller/-pusher/-builder; plain kube has only cluster-admin)."""
+    from localcluster.apiserver.rbac import BOOTSTRAP_CLUSTER_ROLES
+    for name, rules in BOOTSTRAP_CLUSTER_ROLES.items():
+        if name == "cluster-admin":
+            continue
+        await _create(client, "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+                      {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                       "metadata": {"name": name}, "rules": rules})
+
+
 def feature_gate_status(release: str, version: str) -> dict:
     """The FeatureGate status of that release's payload, with its one entry for `version`."""
     ref = binaries.reference_dir() / "crds" / release / "featuregate-payload"
