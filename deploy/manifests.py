@@ -2,10 +2,13 @@
 
     python -m deploy.manifests [--image IMAGE] [--namespace NS] [--schedule CRON] [--out deploy/]
 
-`rbac_rules(rights)` turns the rights the run needs (`utilities.preflight` READ_RIGHTS + WRITE_RIGHTS
-today: the same single list the preflight checks) into exactly those RBAC rules: a ClusterRole for the
-cluster-wide rights, a Role in each namespace a namespaced right names. Nothing is granted that the list
-does not name. The committed deploy/*.yaml are this module's output (a selftest keeps them in step).
+The RBAC is utilities/rights.py's list (the one the preflight checks: `rights.needed(destructive=True)`,
+a nightly run may change the cluster), rendered by `rights.rules()` / `rights.cluster_role()`: the rights
+in a namespace every OpenShift cluster has before the run (`FIXED_NAMESPACES`) go to a Role there; the
+rest (no namespace: the cluster, or every namespace, e.g. the run's generated test namespace; or a
+namespace that may be absent, such as openshift-storage without ODF) to the ClusterRole. Rights with a
+name become resourceNames. Nothing is granted that the list does not name. The committed deploy/*.yaml
+are this module's output (a selftest keeps them in step).
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from utilities import rights
+
 NAME = "registry-conformance"
 NAMESPACE = "registry-conformance"
 IMAGE = "quay.io/example/registry-conformance:latest"
@@ -23,49 +28,41 @@ REPORTS_CLAIM = "registry-conformance-reports"
 HERE = Path(__file__).resolve().parent
 
 
+# Namespaces every OpenShift cluster has before a run: a right in one of them is granted by a Role there.
+FIXED_NAMESPACES = ("openshift-config", "openshift-config-managed", "openshift-image-registry",
+                    "openshift-ingress", "openshift-ingress-operator")
+
+
 def run_rights() -> list:
-    """The rights the run needs. At merge: utilities/rights.py (the one list preflight uses)."""
-    from utilities import preflight
-    return list(preflight.READ_RIGHTS) + list(preflight.WRITE_RIGHTS)
+    """The rights the run needs: utilities/rights.py, the one list the preflight checks."""
+    return rights.needed(destructive=True)
 
 
-def _resource(right) -> str:
-    return f"{right.resource}/{right.subresource}" if right.subresource else right.resource
+def split(wanted) -> tuple[list, dict[str, list]]:
+    """(rights for the ClusterRole, {namespace: rights for a Role there})."""
+    cluster_wide, by_ns = [], {}
+    for r in wanted:
+        if r.namespace in FIXED_NAMESPACES:
+            by_ns.setdefault(r.namespace, []).append(r)
+        else:
+            cluster_wide.append(r)
+    return cluster_wide, dict(sorted(by_ns.items()))
 
 
-def rbac_rules(rights) -> tuple[list[dict], dict[str, list[dict]]]:
-    """(ClusterRole rules, {namespace: Role rules}): one rule per API group and resource, verbs sorted."""
-    cluster: dict[tuple[str, str], set] = {}
-    namespaced: dict[str, dict[tuple[str, str], set]] = {}
-    for r in rights:
-        table = cluster if r.namespace is None else namespaced.setdefault(r.namespace, {})
-        table.setdefault((r.group, _resource(r)), set()).add(r.verb)
-
-    def rules(table):
-        return [{"apiGroups": [g], "resources": [res], "verbs": sorted(verbs)}
-                for (g, res), verbs in sorted(table.items())]
-    return rules(cluster), {ns: rules(t) for ns, t in sorted(namespaced.items())}
-
-
-def rbac_manifests(rights, namespace: str = NAMESPACE, name: str = NAME) -> list[dict]:
-    cluster_rules, ns_rules = rbac_rules(rights)
-    subject = [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]
+def rbac_manifests(wanted, namespace: str = NAMESPACE, name: str = NAME) -> list[dict]:
+    cluster_wide, by_ns = split(wanted)
+    subject = {"kind": "ServiceAccount", "name": name, "namespace": namespace}
     labels = {"app.kubernetes.io/name": name}
     out = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace,
                                                                       "labels": labels}},
-           {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": name, "labels": labels}, "rules": cluster_rules},
-           {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": name, "labels": labels},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": subject}]
-    for ns, rules in ns_rules.items():
-        out += [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                 "metadata": {"name": name, "namespace": ns, "labels": labels}, "rules": rules},
-                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+           *rights.cluster_role(name=name, subject=subject, granted=cluster_wide)]
+    for ns, granted in by_ns.items():
+        out += [{"apiVersion": f"{rights.RBAC}/v1", "kind": "Role",
+                 "metadata": {"name": name, "namespace": ns, "labels": labels}, "rules": rights.rules(granted)},
+                {"apiVersion": f"{rights.RBAC}/v1", "kind": "RoleBinding",
                  "metadata": {"name": name, "namespace": ns, "labels": labels},
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-                 "subjects": subject}]
+                 "roleRef": {"apiGroup": rights.RBAC, "kind": "Role", "name": name},
+                 "subjects": [subject]}]
     return out
 
 

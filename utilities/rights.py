@@ -60,11 +60,16 @@ RIGHTS: list[Right] = [
     *_r("get,list,watch", CONFIG, "clusteroperators",
         "the image-registry ClusterOperator, and the control-plane operators a registry change rolls out",
         readonly=True),
-    *_r("get", CONFIG, "infrastructures", "the vSphere ingress IPs (route hosts that do not resolve)"),
+    *_r("get", CONFIG, "infrastructures", "the vSphere ingress IPs; platform and infrastructure name (certificate)",
+        readonly=True),
+    *_r("get", CONFIG, "clusterversions", "the OpenShift version and cluster ID (certificate)", name="version",
+        readonly=True),
     *_r("get,list,watch", CONFIG, "images", "images.config.openshift.io status (registry host names)"),
     *_r("get", "user.openshift.io", "users", "who the run is (users/~)", name="~", readonly=True),
     *_r("get,list,watch", "apps", "deployments", "the registry Deployment", namespace=REGISTRY_NS, readonly=True),
     *_r("get,list,watch", "", "pods", "the registry pods", namespace=REGISTRY_NS, readonly=True),
+    *_r("get", "", "pods", "the registry pods' logs (a failed check's evidence)", subresource="log",
+        namespace=REGISTRY_NS, readonly=True),
     *_r("list,watch", "", "events", "causes of a failing rollout (ProvisioningFailed, FailedScheduling...)",
         namespace=REGISTRY_NS, readonly=True),
     *_r("get,list", "route.openshift.io", "routes", "the registry route default-route", namespace=REGISTRY_NS,
@@ -144,17 +149,20 @@ def rules(rights: Iterable[Right]) -> list[dict]:
     return out
 
 
-def cluster_role(destructive: bool = True, name: str = ROLE_NAME, subject: dict | None = None) -> list[dict]:
+def cluster_role(destructive: bool = True, name: str = ROLE_NAME, subject: dict | None = None,
+                 granted: Iterable[Right] | None = None) -> list[dict]:
     """The RBAC manifests that grant a run what it needs: one ClusterRole (rights in a namespace are granted
     cluster-wide: the test namespace's name is generated, and the ODF claim namespaces vary; narrowing
     them to namespaced Roles is possible for the rights that name a fixed namespace) and, when `subject`
-    is given ({"kind": "User"|"Group"|"ServiceAccount", "name": ..., "namespace": ...}), a ClusterRoleBinding."""
+    is given ({"kind": "User"|"Group"|"ServiceAccount", "name": ..., "namespace": ...}), a ClusterRoleBinding.
+    `granted`: the rights the role holds instead of `needed(destructive)` (deploy/manifests.py moves the
+    rights in fixed namespaces to Roles there and passes the rest)."""
     labels = {"app.kubernetes.io/name": "registry-conformance"}
     docs = [{"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole",
              "metadata": {"name": name, "labels": labels,
                           "annotations": {"registry-conformance.openshift.io/description":
                                           "what a registry conformance run needs (utilities/rights.py)"}},
-             "rules": rules(needed(destructive))}]
+             "rules": rules(needed(destructive) if granted is None else granted)}]
     if subject is not None:
         s = {k: v for k, v in subject.items() if v is not None}
         if s.get("kind") in ("User", "Group"):

@@ -1,22 +1,15 @@
-"""deploy/: the committed manifests are deploy/manifests.py's output; they are valid objects of their kinds;
-the ones the local cluster serves are created there; and the preflight rights check, run unchanged as the
-ServiceAccount, passes with the generated rules and fails naming the right when one rule is removed.
-
-The local cluster neither evaluates RBAC objects nor issues ServiceAccount tokens (nor serves
-rbac.authorization.k8s.io and batch), so the SelfSubjectAccessReviews of `preflight.check_rights` are
-answered here by a small HTTP endpoint that evaluates the generated Role/ClusterRole rules as Kubernetes
-RBAC does (verbs, API groups, resources with subresources, namespaces of Roles): the rule set is tested
-directly, through the real preflight code and the official client.
+"""deploy/: the committed manifests are deploy/manifests.py's output and valid objects of their kinds
+(checked against the official client's models); their RBAC is exactly utilities/rights.py's list; created
+on a local cluster (whose API server authorizes ServiceAccounts by RBAC objects and issues TokenRequest
+tokens), the preflight rights check run as the ServiceAccount passes, and fails with exit 7 naming the
+right when the rule granting it is removed from the ClusterRole or Role.
 """
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -24,10 +17,11 @@ from kubernetes import client as k8s
 
 from deploy import manifests
 from utilities import preflight
-from utilities.kube import Cluster, load_cluster
+from utilities.kube import load_cluster
 from utilities.localcluster_process import REPO_ROOT, LocalClusterProcess
 
 SA_USER = f"system:serviceaccount:{manifests.NAMESPACE}:{manifests.NAME}"
+ALL = ("namespace.yaml", "rbac.yaml", "pvc.yaml", "job.yaml", "cronjob.yaml")
 
 
 def docs(name: str) -> list[dict]:
@@ -82,134 +76,142 @@ def test_manifests_are_valid_objects():
     assert cron["spec"]["jobTemplate"]["spec"] == job["spec"] and cron["spec"]["concurrencyPolicy"] == "Forbid"
 
 
+def _scope(r) -> str | None:
+    """Where the manifests grant right `r`: the namespace of its Role, or None (the ClusterRole)."""
+    return r.namespace if r.namespace in manifests.FIXED_NAMESPACES else None
+
+
+def _res(r) -> str:
+    return f"{r.resource}/{r.subresource}" if r.subresource else r.resource
+
+
 def test_the_rules_name_exactly_the_rights():
-    rights = manifests.run_rights()
-    cluster_rules, ns_rules = manifests.rbac_rules(rights)
-    granted = {(v, g, res, None) for r in cluster_rules for g in r["apiGroups"] for res in r["resources"]
-               for v in r["verbs"]}
-    granted |= {(v, g, res, ns) for ns, rules in ns_rules.items() for r in rules for g in r["apiGroups"]
-                for res in r["resources"] for v in r["verbs"]}
-    wanted = {(r.verb, r.group, manifests._resource(r), r.namespace) for r in rights}
-    assert granted == wanted
-    assert not any("*" in x for r in cluster_rules for x in r["verbs"] + r["resources"] + r["apiGroups"])
-
-
-# --- RBAC evaluation of the generated objects, behind a SelfSubjectAccessReview endpoint ---------------
-def rbac_allows(objs: list[dict], user: str, attrs: dict) -> bool:
-    """Kubernetes RBAC: a (Cluster)RoleBinding to `user` grants its role's rules; a ClusterRoleBinding
-    everywhere, a RoleBinding only in its namespace."""
-    roles = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in objs
-             if o["kind"] in ("Role", "ClusterRole")}
-    res = attrs.get("resource", "") + (f"/{attrs['subresource']}" if attrs.get("subresource") else "")
-    ns = attrs.get("namespace") or None
-    for b in objs:
-        if b["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
-            continue
-        if not any(f"system:serviceaccount:{s.get('namespace')}:{s['name']}" == user for s in b["subjects"]
-                   if s["kind"] == "ServiceAccount"):
-            continue
-        if b["kind"] == "RoleBinding" and b["metadata"]["namespace"] != ns:
-            continue
-        ref = b["roleRef"]
-        role = roles.get((ref["kind"], b["metadata"].get("namespace") if ref["kind"] == "Role" else None, ref["name"]))
-        for rule in (role or {}).get("rules", []):
-            if (attrs.get("verb") in rule["verbs"] or "*" in rule["verbs"]) and \
-                    (attrs.get("group", "") in rule["apiGroups"] or "*" in rule["apiGroups"]) and \
-                    (res in rule["resources"] or "*" in rule["resources"]):
-                return True
-    return False
-
-
-class ReviewServer:
-    def __init__(self, objs: list[dict]):
-        self.objs = objs
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _send(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                if self.path.startswith("/apis/user.openshift.io/v1/users/~"):
-                    return self._send(200, {"kind": "User", "apiVersion": "user.openshift.io/v1",
-                                            "metadata": {"name": SA_USER}})
-                self._send(404, {"kind": "Status", "code": 404})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                attrs = body["spec"]["resourceAttributes"]
-                body["status"] = {"allowed": rbac_allows(outer.objs, SA_USER, attrs)}
-                self._send(201, body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def cluster(self) -> Cluster:
-        cfg = k8s.Configuration()
-        cfg.host = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        cfg.api_key = {"authorization": "Bearer sa-token-for-the-test"}
-        return Cluster(api_client=k8s.ApiClient(cfg), token="sa-token-for-the-test", server=cfg.host,
-                       ca_file="", kubeconfig="", context=None)
-
-    def close(self):
-        self.httpd.shutdown()
-
-
-@pytest.fixture
-def review_server():
-    servers = []
-
-    def make(objs):
-        servers.append(ReviewServer(objs))
-        return servers[-1].cluster()
-    yield make
-    for s in servers:
-        s.close()
-
-
-def test_preflight_passes_as_the_service_account(review_server):
-    preflight.check_rights(review_server(docs("rbac.yaml")), destructive=True)
-
-
-@pytest.mark.parametrize("right", [str(r) for r in manifests.run_rights()])
-def test_preflight_fails_naming_the_right_when_its_rule_is_removed(review_server, right):
-    target = next(r for r in manifests.run_rights() if str(r) == right)
-    objs = copy.deepcopy(docs("rbac.yaml"))
+    """Every (verb, group, resource, name, where) the committed RBAC grants is a right of the list, and
+    every right is granted; no wildcards."""
+    objs = docs("rbac.yaml")
+    granted = set()
     for o in objs:
-        if o["kind"] in ("Role", "ClusterRole") and o["metadata"].get("namespace") == target.namespace:
-            for rule in o["rules"]:
-                if rule["apiGroups"] == [target.group] and rule["resources"] == [manifests._resource(target)]:
-                    rule["verbs"].remove(target.verb)
-    with pytest.raises(preflight.PreflightError) as e:
-        preflight.check_rights(review_server(objs), destructive=True)
-    assert e.value.code == preflight.EXIT_FORBIDDEN
-    assert f"user {SA_USER} is not allowed to {right} (403)" in e.value.message, e.value.message
+        if o["kind"] not in ("Role", "ClusterRole"):
+            continue
+        where = o["metadata"].get("namespace")
+        for rule in o["rules"]:
+            assert not any("*" in x for x in rule["verbs"] + rule["resources"] + rule["apiGroups"]), rule
+            granted |= {(v, g, res, n, where) for v in rule["verbs"] for g in rule["apiGroups"]
+                        for res in rule["resources"] for n in rule.get("resourceNames") or [None]}
+    wanted = {(r.verb, r.group, _res(r), r.name, _scope(r)) for r in manifests.run_rights()}
+    assert granted == wanted
+    # Every Role is bound to the ServiceAccount, in its namespace; the ClusterRole by a ClusterRoleBinding.
+    sa = {"kind": "ServiceAccount", "name": manifests.NAME, "namespace": manifests.NAMESPACE}
+    roles = {(o["kind"], o["metadata"].get("namespace")) for o in objs if o["kind"] in ("Role", "ClusterRole")}
+    bound = {({"RoleBinding": "Role", "ClusterRoleBinding": "ClusterRole"}[o["kind"]], o["metadata"].get("namespace"))
+             for o in objs if o["kind"] in ("RoleBinding", "ClusterRoleBinding") and o["subjects"] == [sa]}
+    assert roles == bound and ("ClusterRole", None) in roles
 
 
-def test_served_manifests_are_created_on_the_local_cluster(tmp_path):
-    """Namespace, ServiceAccount and the reports PVC (what the local API server serves) are accepted."""
-    with LocalClusterProcess(tmp_path / "lc") as lc:
-        c = load_cluster(lc.kubeconfig, embedded=True, info=lc.info)
+# --- on a local cluster, as the ServiceAccount ------------------------------------------------------------
+CREATE = {
+    "Namespace": lambda c, o: c.core.create_namespace(o),
+    "ServiceAccount": lambda c, o: c.core.create_namespaced_service_account(o["metadata"]["namespace"], o),
+    "PersistentVolumeClaim": lambda c, o: c.core.create_namespaced_persistent_volume_claim(
+        o["metadata"]["namespace"], o),
+    "ClusterRole": lambda c, o: k8s.RbacAuthorizationV1Api(c.api_client).create_cluster_role(o),
+    "ClusterRoleBinding": lambda c, o: k8s.RbacAuthorizationV1Api(c.api_client).create_cluster_role_binding(o),
+    "Role": lambda c, o: k8s.RbacAuthorizationV1Api(c.api_client).create_namespaced_role(
+        o["metadata"]["namespace"], o),
+    "RoleBinding": lambda c, o: k8s.RbacAuthorizationV1Api(c.api_client).create_namespaced_role_binding(
+        o["metadata"]["namespace"], o),
+    "Job": lambda c, o: k8s.BatchV1Api(c.api_client).create_namespaced_job(o["metadata"]["namespace"], o),
+    "CronJob": lambda c, o: k8s.BatchV1Api(c.api_client).create_namespaced_cron_job(o["metadata"]["namespace"], o),
+}
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """The deploy manifests created on a local cluster (in the order of README: namespace, RBAC, PVC,
+    Job, CronJob); (admin Cluster, the ServiceAccount's kubeconfig)."""
+    d = tmp_path_factory.mktemp("deploy")
+    with LocalClusterProcess(d / "lc") as lc:
+        admin = load_cluster(lc.kubeconfig, embedded=True, info=lc.info)
         try:
-            ns = docs("namespace.yaml")[0]
-            c.core.create_namespace(ns)
-            sa = next(d for d in docs("rbac.yaml") if d["kind"] == "ServiceAccount")
-            c.core.create_namespaced_service_account(sa["metadata"]["namespace"], sa)
-            pvc = docs("pvc.yaml")[0]
-            c.core.create_namespaced_persistent_volume_claim(pvc["metadata"]["namespace"], pvc)
-            got = c.core.read_namespaced_service_account(manifests.NAME, manifests.NAMESPACE)
-            assert got.metadata.labels == sa["metadata"]["labels"]
-            assert c.core.read_namespaced_persistent_volume_claim(manifests.REPORTS_CLAIM, manifests.NAMESPACE)
+            for name in ALL:
+                for o in docs(name):
+                    CREATE[o["kind"]](admin, o)
+            token = admin.core.create_namespaced_service_account_token(
+                manifests.NAME, manifests.NAMESPACE, {"spec": {"expirationSeconds": 3600}}).status.token
+            kc = yaml.safe_load(lc.kubeconfig.read_text())
+            kc["users"] = [{"name": "sa", "user": {"token": token}}]
+            kc["contexts"] = [{"name": "sa", "context": {"cluster": kc["clusters"][0]["name"], "user": "sa"}}]
+            kc["current-context"] = "sa"
+            path = d / "kubeconfig-sa"
+            path.write_text(yaml.safe_dump(kc))
+            yield admin, path
         finally:
-            c.api_client.close()
+            admin.api_client.close()
+
+
+def _check_rights_as_sa(kubeconfig) -> None:
+    cluster = preflight.connect(kubeconfig)
+    try:
+        assert preflight.whoami(cluster) == SA_USER
+        preflight.check_rights(cluster, destructive=True)
+    finally:
+        cluster.api_client.close()
+
+
+def test_the_manifests_are_created_and_preflight_passes_as_the_service_account(deployed):
+    admin, kubeconfig = deployed
+    sa = admin.core.read_namespaced_service_account(manifests.NAME, manifests.NAMESPACE)
+    assert sa.metadata.labels == {"app.kubernetes.io/name": manifests.NAME}
+    job = k8s.BatchV1Api(admin.api_client).read_namespaced_job(manifests.NAME, manifests.NAMESPACE)
+    assert job.spec.template.spec.service_account_name == manifests.NAME
+    _check_rights_as_sa(kubeconfig)
+
+
+def _right(text: str):
+    return next(r for r in manifests.run_rights() if str(r) == text)
+
+
+# A sample (each case is one rule change and one preflight on the cluster): cluster-wide, with
+# resourceNames, in a Role, a subresource, a read-only one, and `bind` (whose alternative the
+# ServiceAccount does not hold either).
+SAMPLE = ["create namespaces",
+          "get clusterversions.config.openshift.io 'version' ",
+          "update configs.imageregistry.operator.openshift.io",
+          "create pods/portforward in openshift-image-registry",
+          "get pods/log in openshift-image-registry",
+          "get configmaps in openshift-config-managed",
+          "bind clusterroles.rbac.authorization.k8s.io 'system:image-builder'"]
+
+
+@pytest.mark.parametrize("text", [t.strip() for t in SAMPLE])
+def test_preflight_fails_naming_the_right_when_its_rule_is_removed(deployed, text):
+    admin, kubeconfig = deployed
+    target = _right(text)
+    rbac = k8s.RbacAuthorizationV1Api(admin.api_client)
+    ns = _scope(target)
+    read = (lambda: rbac.read_namespaced_role(manifests.NAME, ns)) if ns else \
+        (lambda: rbac.read_cluster_role(manifests.NAME))
+    replace = (lambda body: rbac.replace_namespaced_role(manifests.NAME, ns, body)) if ns else \
+        (lambda body: rbac.replace_cluster_role(manifests.NAME, body))
+    role = admin.api_client.sanitize_for_serialization(read())
+    original = copy.deepcopy(role["rules"])
+    hits = [rule for rule in role["rules"] if rule["apiGroups"] == [target.group]
+            and rule["resources"] == [_res(target)] and (rule.get("resourceNames") or [None]) == [target.name]
+            and target.verb in rule["verbs"]]
+    assert len(hits) == 1, f"one rule grants {target}: {hits}"
+    hits[0]["verbs"].remove(target.verb)
+    role["rules"] = [r for r in role["rules"] if r["verbs"]]
+    replace(role)
+    try:
+        with pytest.raises(preflight.PreflightError) as e:
+            _check_rights_as_sa(kubeconfig)
+        assert e.value.code == preflight.EXIT_FORBIDDEN == 7
+        assert f"user {SA_USER} is not allowed to {target} ({target.why})" in e.value.message, e.value.message
+    finally:
+        role = admin.api_client.sanitize_for_serialization(read())
+        role["rules"] = original
+        replace(role)
+    _check_rights_as_sa(kubeconfig)       # restored: the next case starts from the full role
 
 
 @pytest.mark.skipif(os.environ.get("BUILD_IMAGE") != "1" or shutil.which("buildah") is None,
