@@ -142,7 +142,7 @@ async def _body_iter(request: web.Request):
         yield chunk
 
 
-async def proxy_request(session: aiohttp.ClientSession, request: web.Request, url: str, headers: dict,
+async def proxy_request(session: aiohttp.ClientSession, request: web.Request, url: str, headers: CIMultiDict,
                         *, ssl_ctx=None, server_hostname=None,
                         transform_headers: Callable[[aiohttp.ClientResponse, CIMultiDict], None] | None = None,
                         transform_body: Callable[[bytes, int], bytes] | None = None,
@@ -156,8 +156,10 @@ async def proxy_request(session: aiohttp.ClientSession, request: web.Request, ur
         kwargs["ssl"] = ssl_ctx
     if server_hostname:
         kwargs["server_hostname"] = server_hostname
+    # Nothing of aiohttp's own (Accept, Accept-Encoding, User-Agent) is added: the backend sees what
+    # the client sent.
     async with session.request(request.method, url, headers=headers, data=data, allow_redirects=False,
-                               **kwargs) as up:
+                               skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"), **kwargs) as up:
         out_headers = CIMultiDict()
         for k, v in up.headers.items():
             if k.lower() not in HOP_BY_HOP:
@@ -184,13 +186,27 @@ async def proxy_request(session: aiohttp.ClientSession, request: web.Request, ur
         return resp
 
 
-def forward_headers(request: web.Request, proto: str) -> dict:
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-    headers["X-Forwarded-Proto"] = proto
-    headers["X-Forwarded-Host"] = request.host
-    peer = request.remote or ""
-    prev = request.headers.get("X-Forwarded-For")
-    headers["X-Forwarded-For"] = f"{prev}, {peer}" if prev else peer
+def end_to_end_headers(request: web.Request) -> CIMultiDict:
+    """The request's headers minus hop-by-hop ones, every repeated header kept in order (several
+    `Accept:` lines are how skopeo and podman list the manifest types they take)."""
+    hop = set(HOP_BY_HOP)
+    for token in request.headers.getall("Connection", []):   # RFC 9110 7.6.1: named in Connection
+        hop.update(t.strip().lower() for t in token.split(",") if t.strip())
+    out = CIMultiDict()
+    for k, v in request.headers.items():
+        if k.lower() not in hop:
+            out.add(k, v)
+    return out
+
+
+def forward_headers(request: web.Request, proto: str) -> CIMultiDict:
+    """Headers for the registry process behind the pod's front: the client's (or the router's) own,
+    faithfully. The real registry serves TLS itself and builds its URLs from `Forwarded` (RFC 7239),
+    else `X-Forwarded-Proto`/`-Host`, else its own scheme and the Host: the front, which terminates TLS
+    for a plain-HTTP process, only says `X-Forwarded-Proto: <its scheme>` when nobody said anything."""
+    headers = end_to_end_headers(request)
+    if "Forwarded" not in headers and "X-Forwarded-Proto" not in headers:
+        headers["X-Forwarded-Proto"] = proto
     return headers
 
 
@@ -545,11 +561,11 @@ class RegistryContainer:
             if kind == "bearer" and self.signer.issued_by_me(token):
                 pass  # a registry JWT: the registry checks it
             elif token == "anonymous" or not token:
-                headers.pop("Authorization", None)
+                headers.popall("Authorization", None)
             else:  # an OpenShift API token, exchanged here as the token endpoint would
                 user = await self._api_user(token)
                 if user is None:
-                    headers.pop("Authorization", None)
+                    headers.popall("Authorization", None)
                 else:
                     access = await self._grant(token, self._scopes_for(request))
                     jwt_token = self.signer.sign(user.get("metadata", {}).get("name", "unknown"), access)
