@@ -258,7 +258,6 @@ class RegistryContainer:
             "storage": {
                 "filesystem": {"rootdirectory": str(self.workdir / "storage")},
                 "delete": {"enabled": True},
-                "redirect": {"disable": True},
                 "cache": {"blobdescriptor": "inmemory"},
             },
             "http": {"addr": f"{self.pod_ip}:{self.internal_port}", "secret": secrets.token_hex(16)},
@@ -283,7 +282,8 @@ class RegistryContainer:
             # REGISTRY_STORAGE replaces the whole storage section: set the file's settings again.
             env.setdefault("REGISTRY_STORAGE_DELETE_ENABLED", "true")
             env.setdefault("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "inmemory")
-        env.setdefault("REGISTRY_STORAGE_REDIRECT_DISABLE", "true")
+        # Storage redirects stay as the operator configured them: on, unless spec.disableRedirect made it
+        # set REGISTRY_STORAGE_REDIRECT_DISABLE=true (facts §12.3). S3 blob GETs then answer 307.
         creds = self.env.get("REGISTRY_STORAGE_S3_CREDENTIALSCONFIGPATH")
         if creds:  # OpenShift's registry reads this; upstream needs the AWS SDK variable.
             env["AWS_SHARED_CREDENTIALS_FILE"] = creds
