@@ -16,13 +16,26 @@ CLUSTER_ARGS := $(if $(CLUSTER_KUBECONFIG),--kubeconfig=$(abspath $(CLUSTER_KUBE
 	$(if $(CLUSTER_CONTEXT),--context=$(CLUSTER_CONTEXT)) \
 	$(if $(filter yes true 1,$(ALLOW_DESTRUCTIVE)),--allow-destructive)
 
-.PHONY: validate test setup
+SKOPEO_BIN := /usr/bin/skopeo
+
+.PHONY: validate test setup bench
 
 validate: setup
 	$(PY) -m pytest $(strip $(CLUSTER_ARGS)) $(PYTEST_ARGS)
 
-test: setup
+test: setup $(SKOPEO_BIN)
 	$(PY) -m pytest selftests $(PYTEST_ARGS)
+
+# Benchmarks (bench/README.md): each prints its figures and the ratio to its reference; BENCH_ARGS passes
+# options to every script (e.g. BENCH_ARGS="--repeat 5 --size-mib 64").
+BENCH_ARGS ?=
+bench: setup $(SKOPEO_BIN)
+	$(PY) -m bench $(BENCH_ARGS)
+
+# skopeo: the selftests push and pull through the route with it, as users do (issue 12).
+$(SKOPEO_BIN):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y skopeo
 
 setup: $(REGISTRY_BIN) $(VENV)/.installed
 

@@ -523,6 +523,12 @@ class RegistryContainer:
         scopes = []
         for s in request.query.getall("scope", []):
             scopes.extend(s.split(" "))
+        # OpenShift's token endpoint hands back the API token itself, good for everything the user may do
+        # (facts §9); clients such as oras-py keep the first token for all later requests of a repository.
+        # So grant, for each repository asked about, every action the user may (pull and push), not only
+        # the actions of the first request's scope.
+        scopes = [f"{s.rsplit(':', 1)[0]}:pull,push" if s.startswith("repository:") and s.count(":") >= 2 else s
+                  for s in scopes]
         access = await self._grant(token, scopes)
         jwt_token = self.signer.sign(user.get("metadata", {}).get("name", "unknown"), access)
         return web.json_response({
