@@ -1,0 +1,103 @@
+"""Time from a permanent fault to the test failure, for every fault of the catalogue.
+
+The catalogue is the one the suite's own selftest uses (`selftests/suite/test_suite_against_faults.py`
+`CASES`: knob, selection, the test that must fail); cases added there are measured here too. For each
+case a fresh local cluster gets the fault, the selection runs (`pytest tests/...`, subprocess) and the
+failing test's duration is read from the JUnit report; the reference is the same test on a healthy
+cluster (same selection, no fault), measured interleaved with it. Printed per case: time to failure,
+healthy time, the excess (failure - healthy) and their ratio. Goal: the failure within 2 s of the
+cluster showing the fault, i.e. an excess near zero (a rollout that cannot succeed must not wait for
+the timeout). Cases needing `after_snapshot` timing are measured from the start of the run.
+
+    .venv/bin/python -m bench.faults [--case ID ...] [--repeat 1] [--rollout-timeout 30]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from bench.common import REPO, Series, header, interleave
+from selftests.suite.test_suite_against_faults import CASES, set_faults
+from utilities.kube import load_cluster
+from utilities.localcluster_process import LocalClusterProcess
+
+
+def durations(junit: Path) -> dict[str, tuple[float, bool]]:
+    out = {}
+    for tc in ET.parse(junit).getroot().iter("testcase"):
+        failed = bool(tc.findall("failure") or tc.findall("error"))
+        out[tc.get("name")] = (float(tc.get("time") or 0), failed)
+    return out
+
+
+def run_case(case, work: Path, faulty: bool, n: int, rollout_timeout: int) -> tuple[float, bool, float]:
+    """(duration of the case's test, whether it failed, whole run seconds)."""
+    d = work / f"{case.id}-{'f' if faulty else 'h'}-{n}"
+    lc = LocalClusterProcess(d / "cluster", case.serve_args if faulty else [])
+    lc.start()
+    try:
+        cluster = load_cluster(lc.kubeconfig, embedded=True)
+        if faulty and case.faults:
+            set_faults(cluster, case.faults)
+        junit = d / "junit.xml"
+        cmd = [sys.executable, "-m", "pytest", *case.select, f"--kubeconfig={lc.kubeconfig}", "--allow-destructive",
+               "--ingress-address", lc.info["ingress_address"], "--rollout-timeout", str(rollout_timeout),
+               f"--reports-dir={d / 'reports'}", "--run-id", "r", f"--junitxml={junit}", "-p", "no:cacheprovider",
+               "-q"]
+        t = time.perf_counter()
+        subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=900)
+        whole = time.perf_counter() - t
+        cluster.api_client.close()
+    finally:
+        lc.stop()
+    got = durations(junit)
+    if case.failing_test == "*":
+        failed = any(f for _, f in got.values())
+        return sum(s for s, _ in got.values()), failed, whole
+    seconds, failed = got.get(case.failing_test, (float("nan"), False))
+    return seconds, failed, whole
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", action="append", default=[], help="case id (default: every case)")
+    ap.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_FAULT_REPEAT", 1)))
+    ap.add_argument("--rollout-timeout", type=int, default=30)
+    a = ap.parse_args(argv)
+    wanted = set(a.case or [c for c in os.environ.get("BENCH_FAULT_CASES", "").split(",") if c])
+    cases = [c for c in CASES if not wanted or c.id in wanted]
+    header(f"time from a permanent fault to the test failure ({len(cases)} case(s))")
+    work = Path(tempfile.mkdtemp(prefix="bench-faults-"))
+    counter = iter(range(10 ** 6))
+    try:
+        for case in cases:
+            notes = []
+
+            def measure(faulty: bool):
+                def go():
+                    seconds, failed, whole = run_case(case, work, faulty, next(counter), a.rollout_timeout)
+                    if failed != faulty:
+                        notes.append(f"{'faulty' if faulty else 'healthy'} run {'failed' if failed else 'passed'}")
+                    return seconds
+                return go
+            res = interleave(a.repeat, {"fault": measure(True), "healthy": measure(False)})
+            f = Series(f"{case.id}: to failure", "s", res["fault"])
+            h = Series(f"{case.id}: healthy", "s", res["healthy"])
+            print("  ", f.line())
+            print("  ", h.line())
+            ratio = f.median / h.median if h.median else float("nan")
+            print(f"   {case.id}: excess {f.median - h.median:+.1f} s, ratio to healthy {ratio:.2f}"
+                  f" ({case.failing_test}){'; NOTE: ' + ', '.join(notes) if notes else ''}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
