@@ -76,25 +76,32 @@ def main(argv=None) -> None:
     header(f"time from a permanent fault to the test failure ({len(cases)} case(s))")
     work = Path(tempfile.mkdtemp(prefix="bench-faults-"))
     counter = iter(range(10 ** 6))
-    try:
-        for case in cases:
-            notes = []
+    notes: dict[str, list[str]] = {}
 
-            def measure(faulty: bool):
-                def go():
-                    seconds, failed, whole = run_case(case, work, faulty, next(counter), a.rollout_timeout)
-                    if failed != faulty:
-                        notes.append(f"{'faulty' if faulty else 'healthy'} run {'failed' if failed else 'passed'}")
-                    return seconds
-                return go
-            res = interleave(a.repeat, {"fault": measure(True), "healthy": measure(False)})
-            f = Series(f"{case.id}: to failure", "s", res["fault"])
-            h = Series(f"{case.id}: healthy", "s", res["healthy"])
+    def measure(case, faulty: bool):
+        def go():
+            seconds, failed, _ = run_case(case, work, faulty, next(counter), a.rollout_timeout)
+            if failed != faulty:
+                notes.setdefault(case.id, []).append(f"{'faulty' if faulty else 'healthy'} run "
+                                                     f"{'failed' if failed else 'passed'}")
+            return seconds
+        return go
+
+    # One healthy reference per selection (cases sharing a selection share it), all interleaved.
+    healthy_of = {c.id: "healthy: " + " ".join(c.select) for c in cases}
+    subjects = {c.id: measure(c, True) for c in cases}
+    for c in cases:
+        subjects.setdefault(healthy_of[c.id], measure(c, False))
+    try:
+        res = interleave(a.repeat, subjects)
+        for case in cases:
+            f = Series(f"{case.id}: to failure", "s", res[case.id])
+            h = Series(f"   healthy, same selection", "s", res[healthy_of[case.id]])
+            ratio = f.median / h.median if h.median else float("nan")
             print("  ", f.line())
             print("  ", h.line())
-            ratio = f.median / h.median if h.median else float("nan")
-            print(f"   {case.id}: excess {f.median - h.median:+.1f} s, ratio to healthy {ratio:.2f}"
-                  f" ({case.failing_test}){'; NOTE: ' + ', '.join(notes) if notes else ''}")
+            print(f"   {case.id}: excess {f.median - h.median:+.1f} s, ratio to healthy {ratio:.2f} "
+                  f"({case.failing_test})" + (f"; NOTE: {', '.join(notes[case.id])}" if case.id in notes else ""))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
