@@ -10,7 +10,7 @@ own work rather than waiting for the cluster; 1 would be "nothing but the delays
 
 By default one backend (`--backend emptydir`, about a minute a run); `--full` runs every backend.
 
-    .venv/bin/python -m bench.matrix [--repeat 1] [--scale 3] [--full] [--pytest-arg ARG ...]
+    .venv/bin/python -m bench.matrix [--repeat 1] [--scale 10] [--full] [--pytest-arg ARG ...]
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def delay_settings() -> dict[str, float]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_MATRIX_REPEAT", 1)))
-    ap.add_argument("--scale", type=float, default=3.0)
+    ap.add_argument("--scale", type=float, default=10.0)
     ap.add_argument("--full", action="store_true", help="every backend (default: emptydir only)")
     ap.add_argument("--pytest-arg", action="append", default=[])
     ap.add_argument("--timeout", type=float, default=900)
@@ -80,7 +80,10 @@ def main(argv=None) -> None:
     print("  ", t2.line())
     d = (t2.median - t1.median) / (a.scale - 1)
     print(f"   time the built-in delays account for: D = (T2 - T1) / {a.scale - 1:g} = {d:.1f} s")
-    print(f"   ratio T1 / D: {t1.median / d:.1f}" if d > 0 else "   ratio T1 / D: n/a (no measurable delay time)")
+    print(f"   ratio T1 / D: {t1.median / d:.1f}" if d > 0 else "   ratio T1 / D: n/a (the delays account for no measurable time: the run spends it elsewhere)")
+    spread = max(t1.values) - min(t1.values) if len(t1.values) > 1 else None
+    if spread is not None and abs(d) * (a.scale - 1) < spread:
+        print(f"   NOTE: T2 - T1 is within the spread of T1 ({spread:.1f} s): raise --scale or --repeat")
     for f in failures:
         print(f"   NOTE: {f}")
 
