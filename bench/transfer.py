@@ -1,8 +1,9 @@
 """Push and pull of one image through the route: the suite's client against skopeo; the client's memory.
 
 A local cluster (`python -m localcluster serve --no-odf`) runs the registry on emptyDir behind its
-`default-route`. One image with a single random layer of `--size-mib` (default 256) is built on disk;
-each round (interleaved, `--repeat` rounds) pushes it to a fresh repository and pulls it back with the
+`default-route`. Each round (interleaved, `--repeat` rounds) builds a fresh image with one random layer
+of `--size-mib` (default 256) on disk for each client (a layer the registry already holds would not be
+uploaded again: skopeo checks first), pushes it to a new repository and pulls it back with the
 suite's client (`bench/transfer_client.py`, its own process) and with skopeo (`oci:` layout ->
 `docker://`, `docker://` -> `dir:`, a fresh HOME each time so its blob-info cache cannot mount). Both go
 router -> registry front -> registry: the suite's client connects to the router with the route host as
@@ -86,22 +87,34 @@ def main(argv=None) -> None:
         token_file = work / "token"
         token_file.write_text(rr.token)
         token_file.chmod(0o600)
-        image = build_random_image_files(work / "image", a.size_mib << 20, layers=1)
         desc = work / "image.json"
-        save_image(image, desc)
-        size_mib = sum(b.size for b in image.blobs) / 2 ** 20
-        base_args = ["--image", str(desc), "--host", rr.host, "--ca", str(rr.ca_file), "--token-file",
+        size_mib = a.size_mib
+        base_args = ["--host", rr.host, "--ca", str(rr.ca_file), "--token-file",
                      str(token_file), "--connect-to", rr.ingress_address]
         counter = iter(range(10 ** 6))
         rss: dict[str, list[int]] = {}
+
+        def fresh(n: int, layout: bool = False) -> Path:
+            """A new image for each push (the registry must not already hold its layer: skopeo would
+            skip the upload); its description for the suite's client, or an OCI layout for skopeo."""
+            for old in work.glob("img-*"):
+                shutil.rmtree(old, ignore_errors=True)
+            img = build_random_image_files(work / f"img-{n}" / "blobs", a.size_mib << 20, layers=1)
+            if layout:
+                write_layout(img, work / f"img-{n}" / "layout")
+                return work / f"img-{n}" / "layout"
+            d = work / f"img-{n}" / "image.json"
+            save_image(img, d)
+            return d
 
         def suite(op):
             def run():
                 n = next(counter)
                 out = work / f"pulled-{n}"
                 if op == "push":
-                    suite.repo = f"bench/suite-{n}"
-                args = [py, "-m", "bench.transfer_client", op, "--repo", suite.repo, *base_args, "--out", str(out)]
+                    suite.repo, suite.desc = f"bench/suite-{n}", fresh(n)
+                args = [py, "-m", "bench.transfer_client", op, "--repo", suite.repo, "--image", str(suite.desc),
+                        *base_args, "--out", str(out)]
                 _, peak, text = run_measured(args, env=env)
                 report = json.loads(text.strip().splitlines()[-1])
                 rss.setdefault(f"suite {op}", []).append(report["peak_rss_kib"])
@@ -109,11 +122,7 @@ def main(argv=None) -> None:
                 return size_mib / report["seconds"]
             return run
 
-        layout = work / "layout"
-        ip = None
-        if skopeo:
-            write_layout(image, layout)
-            ip = ip_route(rr)
+        ip = ip_route(rr) if skopeo else None
 
         def sk(op):
             def run():
@@ -124,6 +133,7 @@ def main(argv=None) -> None:
                 creds = f"unused:{rr.token}"
                 if op == "push":
                     sk.repo = f"bench/skopeo-{n}"
+                    layout = fresh(n, layout=True)
                     cmd = [skopeo, "--registries-conf", "/dev/null", "copy", "--quiet", "--dest-creds", creds,
                            "--dest-tls-verify=false", f"oci:{layout}:v1", f"docker://{ip}/{sk.repo}:v1"]
                 else:
@@ -157,15 +167,16 @@ def main(argv=None) -> None:
         else:
             print("   skopeo not installed (apt-get install skopeo): no reference")
         if a.memory_size_mib:
-            shutil.rmtree(work / "image", ignore_errors=True)
-            shutil.rmtree(layout, ignore_errors=True)
+            for old in work.glob("img-*"):
+                shutil.rmtree(old, ignore_errors=True)
             big = build_random_image_files(work / "big", a.memory_size_mib << 20, layers=1)
             save_image(big, desc)
             costs = {}
             for op in ("push", "pull"):
                 if op == "push":
                     suite.repo = "bench/memory"
-                args = [py, "-m", "bench.transfer_client", op, "--repo", "bench/memory", *base_args,
+                args = [py, "-m", "bench.transfer_client", op, "--repo", "bench/memory", "--image", str(desc),
+                        *base_args,
                         "--out", str(work / "big-out")]
                 _, _, text = run_measured(args, env=env, timeout=900)
                 r = json.loads(text.strip().splitlines()[-1])
