@@ -231,3 +231,43 @@ def test_s3_blob_pulls_redirect_to_the_s3_route_and_the_suite_follows(odf, rgw_r
                         connect_to=odf.info["ingress_address"]) as unmapped:
         with pytest.raises(RegistryError, match="storage redirect.*could not be reached"):
             unmapped.pull_image(repo, "v1")
+
+
+def test_disable_redirect_serves_blobs_through_the_registry(odf, rgw_registry):
+    """spec.disableRedirect: true -> the operator sets REGISTRY_STORAGE_REDIRECT_DISABLE=true and blob
+    GETs are answered 200 by the registry itself (no 307); back to false -> redirects again."""
+    from utilities import registry_steps as steps
+    from utilities.images import build_random_image
+
+    cluster = _suite_cluster(odf)
+    route_host = odf.co.get_namespaced_custom_object("route.openshift.io", "v1", IR, "routes",
+                                                     "default-route")["spec"]["host"]
+    image = build_random_image(layer_size=100_000)
+    repo = "openshift/not-redirected"
+
+    def blob_status(client):
+        r = client._request("GET", f"/v2/{repo}/blobs/{image.layers[0].digest}", repo, stream=True)
+        r.close()
+        return r.status_code
+
+    def rolled_out_with(disable: bool):
+        dep = odf.apps.read_namespaced_deployment("image-registry", IR)
+        env = {e.name: e.value for e in dep.spec.template.spec.containers[0].env}
+        pods = odf.core.list_namespaced_pod(IR, label_selector="docker-registry=default").items
+        fresh = [p for p in pods if not p.metadata.deletion_timestamp and any(
+            c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+        return (env.get("REGISTRY_STORAGE_REDIRECT_DISABLE") == ("true" if disable else None)
+                and (dep.status.updated_replicas or 0) == (dep.status.ready_replicas or 0) == len(fresh)
+                == dep.spec.replicas and (dep.status.observed_generation or 0) >= dep.metadata.generation)
+
+    with steps.registry_client(cluster, route_host) as client:
+        client.push_image(repo, "v1", image)
+        _patch_config(odf, {"spec": {"disableRedirect": True}})
+        try:
+            wait_for(lambda: rolled_out_with(True), timeout=60, what="a rollout with redirects disabled")
+            wait_for(lambda: blob_status(client) == 200, timeout=20, what="blob GET answered 200")
+            client.verify_same(client.pull_image(repo, "v1"), image)
+        finally:
+            _patch_config(odf, {"spec": {"disableRedirect": False}})
+        wait_for(lambda: rolled_out_with(False), timeout=60, what="a rollout with redirects on again")
+        wait_for(lambda: blob_status(client) == 307, timeout=20, what="blob GET answered 307 again")
