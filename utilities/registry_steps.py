@@ -146,6 +146,7 @@ def temporary_namespace(cluster: Cluster, prefix: str, labels: dict) -> Iterator
 
 
 SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+_REDIRECT_TRUST: dict[bytes, str] = {}
 
 
 def redirect_trust_file(cluster: Cluster) -> str:
@@ -168,7 +169,10 @@ def redirect_trust_file(cluster: Cluster) -> str:
             break
         except OSError:
             continue
-    return write_temp_pem(b"\n".join(p.rstrip(b"\n") + b"\n" for p in parts), prefix="redirect-ca-")
+    bundle = b"\n".join(p.rstrip(b"\n") + b"\n" for p in parts)
+    if bundle not in _REDIRECT_TRUST:      # one file per distinct bundle, not one per client
+        _REDIRECT_TRUST[bundle] = write_temp_pem(bundle, prefix="redirect-ca-")
+    return _REDIRECT_TRUST[bundle]
 
 
 def redirect_connect_to(cluster: Cluster) -> Callable[[str], str | None]:
