@@ -7,7 +7,7 @@ failing test's duration is read from the JUnit report; the reference is the same
 cluster (same selection, no fault), measured interleaved with it. Printed per case: time to failure,
 healthy time, the excess (failure - healthy) and their ratio. Goal: the failure within 2 s of the
 cluster showing the fault, i.e. an excess near zero (a rollout that cannot succeed must not wait for
-the timeout). Cases needing `after_snapshot` timing are measured from the start of the run.
+the timeout). Faults set once the Config is saved (`after_snapshot`) are set then, as the selftest does.
 
     .venv/bin/python -m bench.faults [--case ID ...] [--repeat 1] [--rollout-timeout 30]
 """
@@ -44,7 +44,7 @@ def run_case(case, work: Path, faulty: bool, n: int, rollout_timeout: int) -> tu
     lc.start()
     try:
         cluster = load_cluster(lc.kubeconfig, embedded=True)
-        if faulty and case.faults:
+        if faulty and case.faults and not case.after_snapshot:
             set_faults(cluster, case.faults)
         junit = d / "junit.xml"
         cmd = [sys.executable, "-m", "pytest", *case.select, f"--kubeconfig={lc.kubeconfig}", "--allow-destructive",
@@ -52,7 +52,18 @@ def run_case(case, work: Path, faulty: bool, n: int, rollout_timeout: int) -> tu
                f"--reports-dir={d / 'reports'}", "--run-id", "r", f"--junitxml={junit}", "-p", "no:cacheprovider",
                "-q"]
         t = time.perf_counter()
-        subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=900)
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if faulty and case.faults and case.after_snapshot:   # as the selftest does: once the Config is saved
+            snapshot = d / "reports" / "r" / "config-snapshot.json"
+            deadline = time.monotonic() + 60
+            while not snapshot.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            set_faults(cluster, case.faults)
+        try:
+            proc.wait(900)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         whole = time.perf_counter() - t
         cluster.api_client.close()
     finally:
