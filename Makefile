@@ -27,7 +27,9 @@ CLUSTER_ARGS := $(if $(CLUSTER_KUBECONFIG),--kubeconfig=$(abspath $(CLUSTER_KUBE
 	$(if $(filter yes true 1,$(ALLOW_DESTRUCTIVE)),--allow-destructive) \
 	$(if $(MUST_GATHER),--must-gather=$(abspath $(MUST_GATHER)))
 
-.PHONY: validate test setup setup-python report report-setup test-setup detection
+SKOPEO_BIN := /usr/bin/skopeo
+
+.PHONY: validate test setup setup-python report report-setup test-setup detection bench
 # Reports (issue 11): Allure 3 from npm in a project-local dir; Chromium for the report and notebook selftests.
 ALLURE_DIR := .cache/allure
 ALLURE_CLI := $(ALLURE_DIR)/node_modules/.bin/allure
@@ -41,7 +43,7 @@ RUN_DIR ?= reports/latest
 validate: $(if $(CLUSTER_KUBECONFIG),setup-python,setup)
 	$(LOCALCLUSTER_ENV) $(PY) -m pytest $(strip $(CLUSTER_ARGS)) $(PYTEST_ARGS)
 
-test: setup test-setup
+test: setup test-setup $(SKOPEO_BIN)
 	$(PY) -m pytest selftests $(PYTEST_ARGS)
 
 # Render reports/latest/allure-report/index.html (history kept in reports/allure-history.jsonl).
@@ -77,6 +79,17 @@ detection: setup
 	$(PY) -m selftests.faults.detection $(DETECTION_ARGS)
 
 setup-python: $(VENV)/.installed
+
+# Benchmarks (bench/README.md): each prints its figures and the ratio to its reference; BENCH_ARGS passes
+# options to every script (e.g. BENCH_ARGS="--repeat 5 --size-mib 64").
+BENCH_ARGS ?=
+bench: setup $(SKOPEO_BIN)
+	$(PY) -m bench $(BENCH_ARGS)
+
+# skopeo: the selftests push and pull through the route with it, as users do (issue 12).
+$(SKOPEO_BIN):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y skopeo
 
 
 $(REGISTRY_BIN):

@@ -116,7 +116,8 @@ def _free_port(host: str = "127.0.0.1") -> int:
 
 
 def moto_command(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
+    # moto's server, taught presigned URLs (storage redirects, facts §12.3): localcluster/s3server.py
+    return [sys.executable, "-m", "localcluster.s3server", "-H", host, "-p", str(port)]
 
 
 def admin_policy() -> str:
@@ -171,6 +172,8 @@ class S3Server:
         env["MOTO_ALLOW_NONEXISTENT_REGION"] = "true"
         # Path-style only: route hosts (ocs-...-openshift-storage.apps...) are not "<bucket>.<s3 host>".
         env["S3_IGNORE_SUBDOMAIN_BUCKETNAME"] = "true"
+        repo_root = str(Path(__file__).resolve().parent.parent)   # for `-m localcluster.s3server`
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH")) if p)
         logf = open(self.dir / "moto.log", "ab")
         try:
             self.proc = subprocess.Popen(moto_command(self.host, self.port), env=env, stdin=subprocess.DEVNULL,

@@ -152,7 +152,7 @@ async def _body_iter(request: web.Request):
         yield chunk
 
 
-async def proxy_request(session: aiohttp.ClientSession, request: web.Request, url: str, headers: dict,
+async def proxy_request(session: aiohttp.ClientSession, request: web.Request, url: str, headers: CIMultiDict,
                         *, ssl_ctx=None, server_hostname=None,
                         transform_headers: Callable[[aiohttp.ClientResponse, CIMultiDict], None] | None = None,
                         transform_body: Callable[[bytes, int], bytes] | None = None,
@@ -166,8 +166,10 @@ async def proxy_request(session: aiohttp.ClientSession, request: web.Request, ur
         kwargs["ssl"] = ssl_ctx
     if server_hostname:
         kwargs["server_hostname"] = server_hostname
+    # Nothing of aiohttp's own (Accept, Accept-Encoding, User-Agent) is added: the backend sees what
+    # the client sent.
     async with session.request(request.method, url, headers=headers, data=data, allow_redirects=False,
-                               **kwargs) as up:
+                               skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"), **kwargs) as up:
         out_headers = CIMultiDict()
         for k, v in up.headers.items():
             if k.lower() not in HOP_BY_HOP:
@@ -194,13 +196,27 @@ async def proxy_request(session: aiohttp.ClientSession, request: web.Request, ur
         return resp
 
 
-def forward_headers(request: web.Request, proto: str) -> dict:
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-    headers["X-Forwarded-Proto"] = proto
-    headers["X-Forwarded-Host"] = request.host
-    peer = request.remote or ""
-    prev = request.headers.get("X-Forwarded-For")
-    headers["X-Forwarded-For"] = f"{prev}, {peer}" if prev else peer
+def end_to_end_headers(request: web.Request) -> CIMultiDict:
+    """The request's headers minus hop-by-hop ones, every repeated header kept in order (several
+    `Accept:` lines are how skopeo and podman list the manifest types they take)."""
+    hop = set(HOP_BY_HOP)
+    for token in request.headers.getall("Connection", []):   # RFC 9110 7.6.1: named in Connection
+        hop.update(t.strip().lower() for t in token.split(",") if t.strip())
+    out = CIMultiDict()
+    for k, v in request.headers.items():
+        if k.lower() not in hop:
+            out.add(k, v)
+    return out
+
+
+def forward_headers(request: web.Request, proto: str) -> CIMultiDict:
+    """Headers for the registry process behind the pod's front: the client's (or the router's) own,
+    faithfully. The real registry serves TLS itself and builds its URLs from `Forwarded` (RFC 7239),
+    else `X-Forwarded-Proto`/`-Host`, else its own scheme and the Host: the front, which terminates TLS
+    for a plain-HTTP process, only says `X-Forwarded-Proto: <its scheme>` when nobody said anything."""
+    headers = end_to_end_headers(request)
+    if "Forwarded" not in headers and "X-Forwarded-Proto" not in headers:
+        headers["X-Forwarded-Proto"] = proto
     return headers
 
 
@@ -256,7 +272,6 @@ class RegistryContainer:
             "storage": {
                 "filesystem": {"rootdirectory": str(self.workdir / "storage")},
                 "delete": {"enabled": True},
-                "redirect": {"disable": True},
                 "cache": {"blobdescriptor": "inmemory"},
             },
             "http": {"addr": f"{self.pod_ip}:{self.internal_port}", "secret": secrets.token_hex(16)},
@@ -281,7 +296,8 @@ class RegistryContainer:
             # REGISTRY_STORAGE replaces the whole storage section: set the file's settings again.
             env.setdefault("REGISTRY_STORAGE_DELETE_ENABLED", "true")
             env.setdefault("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "inmemory")
-        env.setdefault("REGISTRY_STORAGE_REDIRECT_DISABLE", "true")
+        # Storage redirects stay as the operator configured them: on, unless spec.disableRedirect made it
+        # set REGISTRY_STORAGE_REDIRECT_DISABLE=true (facts §12.3). S3 blob GETs then answer 307.
         creds = self.env.get("REGISTRY_STORAGE_S3_CREDENTIALSCONFIGPATH")
         if creds:  # OpenShift's registry reads this; upstream needs the AWS SDK variable.
             env["AWS_SHARED_CREDENTIALS_FILE"] = creds

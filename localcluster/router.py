@@ -26,11 +26,12 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
 from localcluster import settings as S
 from localcluster.client import ApiError, Informer, path
-from localcluster.registrypod import forward_headers, proxy_request
+from localcluster.registrypod import end_to_end_headers, proxy_request
 
 log = logging.getLogger("localcluster.router")
 
@@ -84,6 +85,38 @@ def _pod_ready(pod: dict) -> bool:
     if not st.get("podIP"):
         return False
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+
+
+_TCHAR = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def forwarded_value(value: str) -> str:
+    """An RFC 7239 parameter value: a token as is, anything else (`host:port`, `[v6]`) quoted."""
+    if value and all(ch in _TCHAR for ch in value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def router_headers(request: web.Request, proto: str = "https") -> CIMultiDict:
+    """What OpenShift's HAProxy router sends the backend (haproxy-config.template, forwardedHeaderPolicy
+    Append): every end-to-end header of the client, repeated ones kept; `Host` lower-cased; `Proxy`
+    dropped; `X-Forwarded-Host`/`-Port`/`-Proto` set (replacing the client's); `X-Forwarded-For` and
+    `Forwarded: for=..;host=..;proto=https` appended (RFC 7239: `host="name:port"` and IPv6 `for` quoted)."""
+    headers = end_to_end_headers(request)
+    for name in ("Proxy", "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Proto", "X-Forwarded-Proto-Version"):
+        headers.popall(name, None)
+    host = (request.headers.get("Host") or "").lower()
+    if host:
+        headers["Host"] = host
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    peer = request.remote or ""
+    headers["X-Forwarded-Host"] = host
+    headers["X-Forwarded-Port"] = str(sock[1]) if sock else ("443" if proto == "https" else "80")
+    headers["X-Forwarded-Proto"] = proto
+    headers.add("X-Forwarded-For", peer)
+    for_ = forwarded_value(f"[{peer}]" if ":" in peer else peer)
+    headers.add("Forwarded", f"for={for_};host={forwarded_value(host)};proto={proto}")
+    return headers
 
 
 class Router:
@@ -343,8 +376,7 @@ class Router:
         counter = self._rr.setdefault(key, itertools.count())
         ip, port = backends[next(counter) % len(backends)]
         proto = "http" if plain else "https"
-        headers = forward_headers(request, proto)
-        headers["Forwarded"] = f"for={request.remote};host={request.host};proto={proto}"
+        headers = router_headers(request, proto)
         kwargs = {}
         scheme = "http"
         if termination == "reencrypt":

@@ -147,14 +147,59 @@ def temporary_namespace(cluster: Cluster, prefix: str, labels: dict) -> Iterator
                 raise
 
 
+SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+_REDIRECT_TRUST: dict[bytes, str] = {}
+
+
+def redirect_trust_file(cluster: Cluster) -> str:
+    """The CAs a storage redirect (307 to the S3 endpoint, facts §12.3) is checked against, as a PEM
+    file: the S3 `trustedCA` the Config gives the registry (configmap openshift-config/<name>,
+    ca-bundle.crt), the ingress CA (ODF routes), and the system roots (a public S3 endpoint)."""
+    parts = []
+    s3 = (((cluster.registry_config() or {}).get("spec") or {}).get("storage") or {}).get("s3") or {}
+    name = (s3.get("trustedCA") or {}).get("name")
+    if name:
+        cm = kube.get_or_none(cluster.core.read_namespaced_config_map, name, "openshift-config")
+        pem = ((cm.data or {}) if cm is not None else {}).get("ca-bundle.crt")
+        if pem:
+            parts.append(pem.encode())
+    parts.append(cluster.router_ca_pem())
+    for path in SYSTEM_CA_BUNDLES:
+        try:
+            with open(path, "rb") as f:
+                parts.append(f.read())
+            break
+        except OSError:
+            continue
+    bundle = b"\n".join(p.rstrip(b"\n") + b"\n" for p in parts)
+    if bundle not in _REDIRECT_TRUST:      # one file per distinct bundle, not one per client
+        _REDIRECT_TRUST[bundle] = write_temp_pem(bundle, prefix="redirect-ca-")
+    return _REDIRECT_TRUST[bundle]
+
+
+def redirect_connect_to(cluster: Cluster) -> Callable[[str], str | None]:
+    """For a redirect's host: None when DNS resolves it, else where route hosts are reached."""
+    import socket
+
+    def connect_to(host: str) -> str | None:
+        try:
+            socket.getaddrinfo(host, 443)
+            return None
+        except socket.gaierror:
+            return cluster.ingress_for(host)
+    return connect_to
+
+
 def registry_client(cluster: Cluster, host: str, token: str | None = _ABSENT) -> RegistryClient:
     """A client for the route `host`, trusting the router CA read from the cluster, with the run's
-    ServiceAccount token (utilities/registry_access.py; `token=None`: anonymous)."""
+    ServiceAccount token (utilities/registry_access.py; `token=None`: anonymous); storage redirects
+    followed trusting `redirect_trust_file`, route hosts mapped as `host` is."""
     from utilities.registry_access import registry_token
-    connect_to = cluster.ingress_for(host)
     return RegistryClient(host, ca_file=cluster.router_ca_file,
                           token=registry_token(cluster) if token is _ABSENT else token,
-                          connect_to=connect_to, connect_reason=cluster.ingress_reason(host))
+                          connect_to=cluster.ingress_for(host), connect_reason=cluster.ingress_reason(host),
+                          redirect_verify=redirect_trust_file(cluster),
+                          connect_to_for=redirect_connect_to(cluster))
 
 
 def registry_pod_uids(cluster: Cluster, include_terminating: bool = False) -> set[str]:
@@ -880,7 +925,9 @@ def replica_client(cluster: Cluster, pod: str, ca_file: str) -> Iterator[Registr
     with open_local_port(cluster.core, REGISTRY_NAMESPACE, pod, REGISTRY_PORT) as local:
         from utilities.registry_access import registry_token
         client = RegistryClient(f"{SERVICE_HOST}:{REGISTRY_PORT}", ca_file=ca_file, token=registry_token(cluster),
-                                connect_to=f"{local.host}:{local.port}")
+                                connect_to=f"{local.host}:{local.port}",
+                                redirect_verify=redirect_trust_file(cluster),
+                                connect_to_for=redirect_connect_to(cluster))
         try:
             yield client
         except Exception as e:

@@ -114,6 +114,8 @@ class Registry:
         blobs = {}
         for desc in [manifest["config"]] + manifest["layers"]:
             b = self.request("GET", f"/v2/{repo}/blobs/{desc['digest']}", scope)
+            if b.status_code in (302, 307) and "Location" in b.headers:   # storage redirect (S3)
+                b = self._send("GET", b.headers["Location"])
             if b.status_code != 200:
                 raise RegistryError(b.status_code, b.text)
             if _digest(b.content) != desc["digest"]:

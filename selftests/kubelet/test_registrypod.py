@@ -175,7 +175,9 @@ def test_process_env_is_what_upstream_accepts(pod):
     names = {e.split(b"=", 1)[0].decode() for e in environ if e}
     assert "AWS_CA_BUNDLE" not in names
     assert not [n for n in names if n.startswith("REGISTRY_OPENSHIFT_") or n.startswith("REGISTRY_HTTP_TLS")]
-    assert "REGISTRY_STORAGE_REDIRECT_DISABLE" in names and "REGISTRY_STORAGE_DELETE_ENABLED" in names
+    assert "REGISTRY_STORAGE_DELETE_ENABLED" in names
+    # Redirects stay as the pod's env says (facts §12.3: only spec.disableRedirect disables them).
+    assert "REGISTRY_STORAGE_REDIRECT_DISABLE" not in names
 
 
 def test_fault_corrupt_blobs(pod, api):

@@ -164,3 +164,110 @@ def test_wrong_keys_fault_gives_rejected_secret(odf):
         odf.s3("s3", key, secret).list_objects_v2(Bucket=obc["spec"]["bucketName"])
     assert e.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
     odf.delete_obc("wrongkeys")
+
+
+# --------------------------------------------------------------------------- storage redirects (facts §12.3)
+def _suite_cluster(odf):
+    from utilities.kube import load_cluster
+    return load_cluster(odf.proc.kubeconfig, ingress_address=odf.info["ingress_address"], info=odf.info)
+
+
+def test_s3_blob_pulls_redirect_to_the_s3_route_and_the_suite_follows(odf, rgw_registry, tmp_path):
+    """Redirects are on (no disableRedirect, as the operator configures the registry): a blob GET answers
+    307 with a presigned URL on the S3 route; the suite's route client and its per-replica client
+    (port-forward, service CA) follow it trusting the S3 endpoint's CA, through the connect-to mapping
+    (the S3 route host does not resolve), and the S3 server serves the presigned GET through the route."""
+    from urllib.parse import urlsplit
+
+    from utilities import registry_steps as steps
+    from utilities.images import build_random_image
+    from utilities.registry_client import RegistryClient, RegistryError
+
+    cluster = _suite_cluster(odf)
+    env = {e.name: e.value for e in odf.apps.read_namespaced_deployment("image-registry", IR)
+           .spec.template.spec.containers[0].env}
+    assert "REGISTRY_STORAGE_REDIRECT_DISABLE" not in env
+    route_host = odf.co.get_namespaced_custom_object("route.openshift.io", "v1", IR, "routes",
+                                                     "default-route")["spec"]["host"]
+    image = build_random_image(layer_size=300_000, layers=2)
+    repo = "openshift/redirected"
+    with steps.registry_client(cluster, route_host) as client:
+        digest = client.push_image(repo, "v1", image)
+        raw = client._request("GET", f"/v2/{repo}/blobs/{image.layers[0].digest}", repo, stream=True)
+        raw.close()
+        assert raw.status_code == 307, f"blob GET answered {raw.status_code}, not a storage redirect"
+        target = urlsplit(raw.headers["Location"])
+        assert target.hostname == odf.route_host(RGW_ROUTE) and "X-Amz-Signature=" in target.query
+        # The S3 server checks the presigned signature: a changed one is refused.
+        import requests
+        from utilities.registry_client import RouteAdapter
+        with requests.Session() as s:
+            s.trust_env = False
+            s.mount(f"https://{target.hostname}", RouteAdapter(target.hostname, odf.info["ingress_address"]))
+            sig = target.query.split("X-Amz-Signature=")[1][:64]
+            bad = raw.headers["Location"].replace(sig, ("0" if sig[0] != "0" else "1") + sig[1:])
+            refused = s.get(bad, verify=str(odf.ca_file), timeout=20)
+            assert refused.status_code == 403 and b"SignatureDoesNotMatch" in refused.content, refused.text[:300]
+            assert s.get(raw.headers["Location"], verify=str(odf.ca_file), timeout=20).status_code == 200
+        pulled = client.pull_image(repo, "v1", expected_digest=digest)
+        client.verify_same(pulled, image)
+        assert client.redirects_followed == len(image.blobs)
+
+    service_ca = steps.service_ca_file(cluster)
+    pods = steps.ready_registry_pods(cluster)
+    assert pods
+    for pod in pods:
+        with steps.replica_client(cluster, pod.metadata.name, service_ca) as client:
+            client.verify_same(client.pull_image(repo, "v1", expected_digest=digest), image)
+            assert client.redirects_followed == len(image.blobs)
+
+    # What the follow needs: the S3 endpoint's CA (not the registry's), and the connect-to mapping.
+    with RegistryClient(route_host, ca_file=cluster.router_ca_file, token=cluster.token,
+                        connect_to=odf.info["ingress_address"], redirect_verify=service_ca,
+                        connect_to_for=steps.redirect_connect_to(cluster)) as wrong_ca:
+        with pytest.raises(RegistryError, match="storage redirect.*TLS verification failed"):
+            wrong_ca.pull_image(repo, "v1")
+    with RegistryClient(route_host, ca_file=cluster.router_ca_file, token=cluster.token,
+                        connect_to=odf.info["ingress_address"]) as unmapped:
+        with pytest.raises(RegistryError, match="storage redirect.*could not be reached"):
+            unmapped.pull_image(repo, "v1")
+
+
+def test_disable_redirect_serves_blobs_through_the_registry(odf, rgw_registry):
+    """spec.disableRedirect: true -> the operator sets REGISTRY_STORAGE_REDIRECT_DISABLE=true and blob
+    GETs are answered 200 by the registry itself (no 307); back to false -> redirects again."""
+    from utilities import registry_steps as steps
+    from utilities.images import build_random_image
+
+    cluster = _suite_cluster(odf)
+    route_host = odf.co.get_namespaced_custom_object("route.openshift.io", "v1", IR, "routes",
+                                                     "default-route")["spec"]["host"]
+    image = build_random_image(layer_size=100_000)
+    repo = "openshift/not-redirected"
+
+    def blob_status(client):
+        r = client._request("GET", f"/v2/{repo}/blobs/{image.layers[0].digest}", repo, stream=True)
+        r.close()
+        return r.status_code
+
+    def rolled_out_with(disable: bool):
+        dep = odf.apps.read_namespaced_deployment("image-registry", IR)
+        env = {e.name: e.value for e in dep.spec.template.spec.containers[0].env}
+        pods = odf.core.list_namespaced_pod(IR, label_selector="docker-registry=default").items
+        fresh = [p for p in pods if not p.metadata.deletion_timestamp and any(
+            c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+        return (env.get("REGISTRY_STORAGE_REDIRECT_DISABLE") == ("true" if disable else None)
+                and (dep.status.updated_replicas or 0) == (dep.status.ready_replicas or 0) == len(fresh)
+                == dep.spec.replicas and (dep.status.observed_generation or 0) >= dep.metadata.generation)
+
+    with steps.registry_client(cluster, route_host) as client:
+        client.push_image(repo, "v1", image)
+        _patch_config(odf, {"spec": {"disableRedirect": True}})
+        try:
+            wait_for(lambda: rolled_out_with(True), timeout=60, what="a rollout with redirects disabled")
+            wait_for(lambda: blob_status(client) == 200, timeout=20, what="blob GET answered 200")
+            client.verify_same(client.pull_image(repo, "v1"), image)
+        finally:
+            _patch_config(odf, {"spec": {"disableRedirect": False}})
+        wait_for(lambda: rolled_out_with(False), timeout=60, what="a rollout with redirects on again")
+        wait_for(lambda: blob_status(client) == 307, timeout=20, what="blob GET answered 307 again")

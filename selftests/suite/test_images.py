@@ -34,3 +34,34 @@ def test_every_build_is_new():
     assert a.manifest_digest != b.manifest_digest
     assert a.layers[0].digest != b.layers[0].digest
     assert a.config.digest != b.config.digest
+
+
+def test_file_image_digests_and_diff_ids_are_computed_while_writing(tmp_path):
+    from utilities.images import DOCKER, DOCKER_MANIFEST, LayerVerifier, build_random_image_files
+    img = build_random_image_files(tmp_path, 3_000_000, layers=2, media_types=DOCKER)
+    assert img.manifest["mediaType"] == DOCKER_MANIFEST
+    for layer, diff_id in zip(img.layers, img.diff_ids):
+        data = layer.path.read_bytes()
+        assert layer.digest == sha256_digest(data) and layer.size == len(data)
+        assert diff_id_of(data) == diff_id
+        v = LayerVerifier()
+        for i in range(0, len(data), 77_777):      # any chunking
+            v.update(data[i:i + 77_777])
+        v.finish()
+        assert (v.digest, v.diff_id, v.error) == (layer.digest, diff_id, None)
+    truncated = LayerVerifier()
+    truncated.update(img.layers[0].path.read_bytes()[:-50])
+    truncated.finish()
+    assert truncated.error and "end of the gzip stream" in truncated.error
+
+
+def test_blob_digest_is_computed_once(tmp_path):
+    from utilities.images import Blob
+    p = tmp_path / "blob"
+    p.write_bytes(b"first")
+    blob = Blob("application/octet-stream", path=p)
+    first = blob.digest
+    p.write_bytes(b"changed afterwards")       # a second computation would see this
+    assert blob.digest == first == sha256_digest(b"first")
+    mem = Blob("application/octet-stream", b"x" * 10)
+    assert mem.digest is mem.digest
