@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -207,6 +208,9 @@ def end_to_end_headers(request: web.Request) -> CIMultiDict:
         if k.lower() not in hop:
             out.add(k, v)
     return out
+
+
+_V2_ROUTE = re.compile(r"^/v2/(?P<name>.+?)/(?:manifests/[^/]+|blobs/uploads/[^/]*|blobs/[^/]+|tags/list)$")
 
 
 def forward_headers(request: web.Request, proto: str) -> CIMultiDict:
@@ -587,14 +591,11 @@ class RegistryContainer:
     @staticmethod
     def _scopes_for(request: web.Request) -> list[str]:
         """The scope a /v2 request needs, as distribution 2.8 computes it."""
-        parts = request.path.split("/")
-        # /v2/<name...>/(blobs|manifests|tags)/...
-        for i, p in enumerate(parts):
-            if i >= 3 and p in ("blobs", "manifests", "tags"):
-                repo = "/".join(parts[2:i])
-                break
-        else:
+        # distribution's routes, matched from the end: a repository may itself be named "blobs" or "tags"
+        m = _V2_ROUTE.match(request.path)
+        if m is None:
             return []
+        repo = m.group("name")
         m = request.method
         if m in ("GET", "HEAD"):
             actions = "pull"
