@@ -45,7 +45,7 @@ def served(tmp_path_factory):
 def _run(lc, d, run_id, *select):
     junit = d / f"{run_id}.xml"
     cmd = [sys.executable, "-m", "pytest", *select, f"--kubeconfig={lc.kubeconfig}", "--context=system:admin",
-           "--allow-destructive", "--ingress-address", lc.info["ingress_address"], "--rollout-timeout", "60",
+           "--allow-destructive", "--backend=emptydir", "--ingress-address", lc.info["ingress_address"], "--rollout-timeout", "60",
            f"--reports-dir={d / 'reports'}", "--run-id", run_id, f"--junitxml={junit}", "-p", "no:cacheprovider",
            "-q"]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
@@ -61,6 +61,7 @@ def _case(outcomes, name):
 def test_healthy_registry_with_a_certificate_kubeconfig(served):
     lc, cluster, d = served
     set_faults(cluster, {})
+    # --backend=emptydir: the access checks run on the first selected backend (ONE_BACKEND)
     rc, out, junit = _run(lc, d, "healthy", ACCESS, "tests/test_storage_backends.py", "-k",
                           "emptydir and (refused or push_and_pull or every_replica)")
     assert rc == 0, out[-4000:]
