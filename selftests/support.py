@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -45,3 +46,21 @@ def wait_until(fn, timeout: float = 10.0, interval: float = 0.05, what: str = "c
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
+
+
+@contextlib.contextmanager
+def served_cluster(workdir, args=()):
+    """A local cluster of its own (`python -m localcluster serve ARGS` in `workdir`) and a suite client
+    for it: yields (LocalClusterProcess, Cluster); both are closed at exit."""
+    from utilities.kube import load_cluster
+    from utilities.localcluster_process import LocalClusterProcess
+    lc = LocalClusterProcess(workdir, list(args))
+    lc.start()
+    try:
+        cluster = load_cluster(lc.kubeconfig, embedded=True)
+        try:
+            yield lc, cluster
+        finally:
+            cluster.api_client.close()
+    finally:
+        lc.stop()

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from utilities.kube import load_cluster
-from utilities.localcluster_process import LocalClusterProcess
+from selftests.support import served_cluster
 
 from . import runner
 from .catalogue import CATALOGUE
@@ -17,14 +16,8 @@ CASES = [f for f in CATALOGUE if f.selftest and not f.serve_args]
 @pytest.fixture(scope="module")
 def shared_cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("faults")
-    lc = LocalClusterProcess(tmp / "cluster")
-    lc.start()
-    cluster = load_cluster(lc.kubeconfig, embedded=True)
-    try:
+    with served_cluster(tmp / "cluster") as (lc, cluster):
         yield lc, cluster, tmp
-    finally:
-        cluster.api_client.close()
-        lc.stop()
 
 
 @pytest.mark.parametrize("fault", CASES, ids=[f.id for f in CASES])

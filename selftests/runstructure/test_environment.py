@@ -14,12 +14,15 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from selftests.runstructure.test_on_a_cluster import _back_to_removed, _set_spec, run_suite
+from selftests.runstructure.test_on_a_cluster import (
+    _back_to_removed,
+    _set_spec,
+    run_suite,
+)
+from selftests.support import served_cluster
 from utilities import kube, waits
 from utilities import registry_steps as steps
 from utilities import snapshot as snapshots
-from utilities.kube import load_cluster
-from utilities.localcluster_process import LocalClusterProcess
 
 BACKENDS = "tests/test_storage_backends.py"
 
@@ -27,14 +30,8 @@ BACKENDS = "tests/test_storage_backends.py"
 @pytest.fixture(scope="module")
 def no_rwx(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("no-rwx")
-    lc = LocalClusterProcess(tmp / "cluster", ["--no-vsan-file-services", "--no-odf"])
-    lc.start()
-    cluster = load_cluster(lc.kubeconfig, embedded=True)
-    try:
+    with served_cluster(tmp / "cluster", ["--no-vsan-file-services", "--no-odf"]) as (lc, cluster):
         yield lc, cluster, tmp
-    finally:
-        cluster.api_client.close()
-        lc.stop()
 
 
 def _outcomes(run_dir):

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from selftests.support import served_cluster
 from utilities import kube, waits
 from utilities import registry_steps as steps
-from utilities.kube import load_cluster
-from utilities.localcluster_process import REPO_ROOT, LocalClusterProcess
+from utilities.localcluster_process import REPO_ROOT
 
 ROLLOUT_SECONDS = 3
 
@@ -31,15 +31,9 @@ ROLLOUT_SECONDS = 3
 @pytest.fixture(scope="module")
 def one_node(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("one-node")
-    lc = LocalClusterProcess(tmp / "cluster", ["--worker-nodes=1",
-                                               f"--control-plane-rollout-seconds={ROLLOUT_SECONDS}"])
-    lc.start()
-    cluster = load_cluster(lc.kubeconfig, embedded=True)
-    try:
+    with served_cluster(tmp / "cluster", ["--worker-nodes=1",
+                                          f"--control-plane-rollout-seconds={ROLLOUT_SECONDS}"]) as (lc, cluster):
         yield lc, cluster, tmp
-    finally:
-        cluster.api_client.close()
-        lc.stop()
 
 
 def run_suite(lc, tmp: Path, run_id: str, args: list[str], timeout: float = 500) -> tuple[int, str, Path]:

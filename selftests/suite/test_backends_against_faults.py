@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from selftests.suite.test_suite_against_faults import junit_outcomes, set_faults
+from selftests.support import served_cluster
 from utilities import kube
-from utilities.kube import load_cluster
 from utilities.localcluster_process import REPO_ROOT, LocalClusterProcess
 
 BACKENDS = "tests/test_storage_backends.py"
@@ -93,14 +93,8 @@ def run_suite(lc: LocalClusterProcess, tmp: Path, run_id: str, args: list[str]) 
 @pytest.fixture(scope="module")
 def odf_cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("backends-odf")
-    lc = LocalClusterProcess(tmp / "cluster")
-    lc.start()
-    cluster = load_cluster(lc.kubeconfig, embedded=True)
-    try:
+    with served_cluster(tmp / "cluster") as (lc, cluster):
         yield lc, cluster, tmp
-    finally:
-        cluster.api_client.close()
-        lc.stop()
 
 
 @pytest.mark.parametrize("case", ODF_CASES, ids=[c.id for c in ODF_CASES])
