@@ -464,9 +464,11 @@ class RegistryContainer:
         """The User the token belongs to, or None when the API server refuses the token."""
         async with self._api_session.get(self.api_server + "/apis/user.openshift.io/v1/users/~",
                                          headers={"Authorization": f"Bearer {token}"}) as r:
-            if r.status == 404:
-                # No openshift-apiserver (the real control plane, localcluster/realcp): ask kube-apiserver
-                # who the token is (SelfSubjectReview), as openshift-apiserver answers users/~.
+            if r.status in (403, 404):
+                # No openshift-apiserver (the real control plane, localcluster/realcp): kube-apiserver
+                # answers 404, or 403 to a user RBAC gives nothing there (a ServiceAccount; OpenShift's
+                # system:basic-user lets everyone read users/~). Ask kube-apiserver who the token is
+                # (SelfSubjectReview), as openshift-apiserver answers users/~.
                 return await self._api_self_subject(token)
             if r.status != 200:
                 return None

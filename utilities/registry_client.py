@@ -120,7 +120,8 @@ class RouteAdapter(HTTPAdapter):
 
 def _error_text(resp: requests.Response) -> tuple[str, list[str]]:
     try:
-        errors = resp.json().get("errors") or []
+        body = resp.json()
+        errors = [e for e in (body.get("errors") or []) if isinstance(e, dict)] if isinstance(body, dict) else []
         codes = [e.get("code", "") for e in errors]
         text = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
         return text or resp.text[:500], codes
