@@ -146,7 +146,9 @@ CATALOGUE: list[Fault] = [
           "the ClusterOperator says Available=False while no registry pod is ready", selftest=True),
     Fault("operator.s3BucketSuffix", {"obc.shadowBucket": "true", "operator.s3BucketSuffix": "-shadow"},
           (BACKENDS, "--backend", "ceph-rgw", "-k", "bucket"), "test_blobs_are_in_the_bucket[ceph-rgw]",
-          ("missing from bucket", "REGISTRY_STORAGE_S3_BUCKET", "-shadow", "they differ"),
+          # Caught by the rollout wait as soon as the operator has observed the spec (issue 9 item 2): the
+          # Deployment's bucket is not the Config's; the bucket listing would say the same later.
+          ("REGISTRY_STORAGE_S3_BUCKET", "-shadow", "Config spec.storage.s3.bucket"),
           "the registry writes to the bucket the Config names", selftest=True),
     Fault("registry.ignoreTrustedCA", {"registry.ignoreTrustedCA": "true"},
           (TRUST, "--backend", "ceph-rgw", "-k", "registry"), "test_registry_verifies_the_s3_endpoint[ceph-rgw]",
