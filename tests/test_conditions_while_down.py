@@ -96,7 +96,8 @@ def restart_observed(cluster, registry_backend, rollout_timeout) -> Observation:
 
 def _require_conclusive(obs: Observation) -> None:
     if not obs.conclusive:
-        pytest.skip(f"the registry came back too fast to be seen down in {ATTEMPTS} restarts: {obs.summary()}")
+        pytest.skip(f"the registry came back too fast to be seen down in {ATTEMPTS} restarts, so this "
+                    f"cluster cannot show the conditions while it is down: {obs.summary()}")
 
 
 def test_config_conditions_while_down(restart_observed):
@@ -141,7 +142,8 @@ def test_clusteroperator_conditions_while_down(restart_observed):
     said = [e for e in obs.config if (condition(e.obj, "Available").get("status"),
                                       condition(e.obj, "Available").get("reason")) == ("False", "NoReplicasAvailable")]
     if not said:
-        pytest.skip("the Config never said Available=False/NoReplicasAvailable during the restart "
+        pytest.skip("the Config never said Available=False/NoReplicasAvailable during the restart, so this "
+                    "cluster cannot show what the ClusterOperator says then "
                     f"(test_config_conditions_while_down judges that): {obs.summary()}")
     first = said[0].t
     co_down = [e for e in obs.co if e.t >= first - STATUS_LAG

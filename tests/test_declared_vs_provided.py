@@ -41,7 +41,7 @@ def test_volume_behind_the_claim_is_what_the_claim_says(cluster, registry_backen
     claim reports, the claim's access modes, the claim's class, claimRef naming this claim (uid)."""
     backend = registry_backend.backend
     if not backend.pvc:
-        pytest.skip(f"{backend.id}: no PersistentVolumeClaim (the registry does not use a volume claim)")
+        pytest.skip(f"{backend.id} stores images on no PersistentVolumeClaim: the check does not apply")
     name = _mounted_claim(cluster) or backend.claim_name
     pvc = kube.get_or_none(cluster.core.read_namespaced_persistent_volume_claim, name, REGISTRY_NAMESPACE)
     assert pvc is not None, f"PVC {REGISTRY_NAMESPACE}/{name} (mounted by Deployment {REGISTRY_DEPLOYMENT}) not found"

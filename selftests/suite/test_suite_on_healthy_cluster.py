@@ -28,4 +28,5 @@ def test_whole_matrix_passes_and_restores(tmp_path):
     # only the pairs that do not apply, so most of the matrix really ran.
     assert tests - skipped >= 50, f"only {tests - skipped} of {tests} tests ran:\n{proc.stdout[-3000:]}"
     skip_reasons = [s.get("message", "") for s in ET.parse(reports / "healthy" / "junit.xml").iter("skipped")]
-    assert all("does not apply" in r for r in skip_reasons), skip_reasons
+    # A healthy run skips only what does not apply, or what this cluster cannot show (too fast to see).
+    assert all("does not apply" in r or "cannot show" in r for r in skip_reasons), skip_reasons
