@@ -46,6 +46,8 @@ STEPS: tuple[Step, ...] = (
     Step(RS, "configure_backend", "configure the {backend.id} backend",
          "its prerequisites exist, managementState Managed with its storage, the registry rolled out",
          context_manager=True),
+    Step(RS, "prepare_backend", "configure the {backend.id} backend",
+         "its prerequisites exist (claim; bucket claim, credentials, CA bundle) and its spec fields are known"),
     Step(RS, "management_state", "managementState: {state}",
          "the operator observes the spec (Removed: the registry and its Deployment are removed)", ("state",),
          context_manager=True),

@@ -263,6 +263,11 @@ def _ts(value) -> float | None:
     return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
+def _pod_volumes(pod_spec: dict | None) -> dict[str, dict]:
+    """name -> volume of a pod spec (or a pod template's), without the name key."""
+    return {v.get("name"): {k: x for k, x in v.items() if k != "name"} for v in (pod_spec or {}).get("volumes") or []}
+
+
 @dataclasses.dataclass
 class Snapshot:
     """What the rollout judge looks at; plain dicts as the API serves them."""
@@ -539,6 +544,17 @@ class RolloutJudge:
         g = self.graces
         live_pods = {p["metadata"].get("uid"): p for p in snap.pods if not p["metadata"].get("deletionTimestamp")}
         pvcs = {p["metadata"].get("uid"): p for p in snap.pvcs}
+        if snap.deployment is not None:
+            # Causes of the storage the Deployment left behind (a claim its template no longer mounts, a
+            # pod of an older template on other storage) are not this rollout's: the old pods go once the
+            # new ones are ready (a switch away from a backend that failed).
+            tmpl_vols = _pod_volumes(((snap.deployment.get("spec") or {}).get("template") or {}).get("spec"))
+            claims = {(v.get("persistentVolumeClaim") or {}).get("claimName") for v in tmpl_vols.values()} - {None}
+            storage = tmpl_vols.get(REGISTRY_STORAGE_VOLUME)
+            if storage is not None:
+                pvcs = {u: c for u, c in pvcs.items() if c["metadata"].get("name") in claims}
+                live_pods = {u: p for u, p in live_pods.items()
+                             if _pod_volumes(p.get("spec")).get(REGISTRY_STORAGE_VOLUME, storage) == storage}
         causes = self._events_by_cause(snap)
         dep = snap.deployment
         dep_incomplete = dep is not None and not _deployment_complete(dep)
@@ -563,6 +579,8 @@ class RolloutJudge:
                         + "; ".join(diffs))
 
         # --- transient until they persist -------------------------------------------------------
+        if not synced:
+            return None     # the operator has not acted on this spec yet: what the pods say is the old spec's
         # Claims first: an unprovisioned claim is the root of its pod's FailedScheduling / FailedMount.
         order = {"PersistentVolumeClaim": 0, "ReplicaSet": 1, "Pod": 2}
         due: list[str] = []

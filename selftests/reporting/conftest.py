@@ -1,6 +1,7 @@
 """One small real run of the suite on a local cluster, shared by the reporting selftests: a check that
 passes with steps (push and pull on emptyDir), a read-only check, and a backend whose set-up fails
-(default-pvc without vSAN file services: ProvisioningFailed), so a failed check has evidence."""
+(default-pvc on a provisioner that fails: ProvisioningFailed, fault `provisioner.fail`), so a failed check
+has evidence."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from selftests.suite.test_suite_against_faults import set_faults
+from selftests.support import served_cluster
 from utilities.localcluster_process import REPO_ROOT
 
 SELECTION = ["tests/test_management_state.py::test_config_and_clusteroperator_exist",
@@ -26,10 +29,14 @@ class Run:
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory) -> Run:
-    reports = tmp_path_factory.mktemp("reporting") / "reports"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", *SELECTION, "-q", "-p", "no:cacheprovider", f"--reports-dir={reports}",
-         "--run-id=small", "--rollout-timeout=60", "--localcluster-arg=--no-vsan-file-services"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    tmp = tmp_path_factory.mktemp("reporting")
+    reports = tmp / "reports"
+    with served_cluster(tmp / "cluster") as (lc, cluster):
+        set_faults(cluster, {"provisioner.fail": "true"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", *SELECTION, "-q", "-p", "no:cacheprovider", f"--reports-dir={reports}",
+             f"--kubeconfig={lc.kubeconfig}", "--allow-destructive", f"--ingress-address={lc.info['ingress_address']}",
+             "--run-id=small", "--rollout-timeout=60", "--grace=all=20", "--grace=provisioning=2"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, f"the run should fail (default-pvc cannot provision):\n{proc.stdout[-3000:]}"
     return Run(reports, reports / "small", proc)

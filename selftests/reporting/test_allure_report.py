@@ -80,7 +80,7 @@ def test_a_failed_check_shows_its_evidence(report):
     ids = _test_ids(report)
     text = page_text(report.as_uri() + "#/" + ids["test_rollout_completes[default-pvc]"], "evidence: events")
     assert "Failed" in text and "ProvisioningFailed" in text, text[:2000]
-    for step in ("configure the default-pvc backend", "storage: default-pvc", "wait for the registry rollout"):
+    for step in ("configure the default-pvc backend", "wait for the registry rollout"):
         assert step in text, step
     assert "backend default-pvc" in text          # the backend is a parameter of the steps
     for name in ("evidence: Config cluster", "evidence: ClusterOperator image-registry",

@@ -29,9 +29,9 @@ def test_matrix_and_certificate_of_a_real_run(small_run):
         assert text in md, text
     assert "ProvisioningFailed" in (run_dir / "matrix.md").read_text()
     html = (run_dir / "matrix.html").read_text()
-    assert "<details><summary>✗ error</summary>" in html and "vsan file service may be disabled" in html
+    assert "<details><summary>✗ error</summary>" in html and "injected fault (localcluster provisioner.fail)" in html
     steps = {s["step"] for s in rec.steps}
-    assert {"configure_backend", "wait_for_rollout", "RegistryClient.push_image"} <= steps, steps
+    assert {"prepare_backend", "wait_for_rollout", "RegistryClient.push_image"} <= steps, steps
 
 
 def test_junit_properties(small_run):
@@ -50,7 +50,7 @@ def test_evidence_of_the_failed_setup_is_kept(small_run):
     assert {"Config_cluster.yaml", "ClusterOperator_image-registry.yaml", "Deployment_image-registry.yaml",
             "registry_pods.yaml", "PVCs.yaml", "events.txt", "failure.txt"} <= files, files
     events = (dirs[0] / "events.txt").read_text()
-    assert "ProvisioningFailed" in events and "vsan file service may be disabled" in events
+    assert "ProvisioningFailed" in events and "injected fault (localcluster provisioner.fail)" in events
 
 
 def test_a_run_stopped_by_a_preflight_check_still_leaves_its_certificate(tmp_path):
