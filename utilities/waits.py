@@ -586,7 +586,7 @@ class RolloutJudge:
         due: list[str] = []
         for (kind, uid, reason), cause in sorted(causes.items(), key=lambda kv: order.get(kv[0][0], 3)):
             key = ("event", kind, uid, reason)
-            grace, state = None, None
+            grace, state, by_state = None, None, False
             if kind == "PersistentVolumeClaim" and uid in pvcs and reason == "ProvisioningFailed":
                 phase = (pvcs[uid].get("status") or {}).get("phase")
                 if phase != "Bound":
@@ -596,6 +596,10 @@ class RolloutJudge:
                 node = (pod.get("spec") or {}).get("nodeName")
                 if reason == "FailedScheduling" and not node:
                     grace, state = g.scheduling, "the pod is still not scheduled to a node"
+                    # kube-scheduler does not report again while nothing changes: a pod it found
+                    # unschedulable waits in its unschedulable queue (up to 5 minutes) for a cluster
+                    # event. The pod staying unscheduled is the persisting state.
+                    by_state = _pod_unschedulable(pod)
                 elif reason == "FailedAttachVolume" and not _pod_ready(pod):
                     grace, state = g.attach, f"the pod on node {node} is still not ready"
                 elif reason == "FailedMount" and not _pod_ready(pod):
@@ -607,7 +611,12 @@ class RolloutJudge:
             if grace is None:
                 continue
             seen_keys.add(key)
-            if self._event_persists(key, cause, now, grace):
+            if by_state:
+                seen_keys.add(("state",) + key)
+            persists = self._event_persists(key, cause, now, grace)
+            if by_state and self._persisting(("state",) + key, now, grace):
+                persists = True
+            if persists:
                 due.append(self._persisted_text(key, cause, state, grace, now))
             else:
                 self.pending[key] = f"{cause.text} ({cause.count} time(s) so far; {state})"
@@ -759,6 +768,14 @@ def _replica_shortfall(dep: dict | None, live_pods: list[dict]) -> str | None:
     return (f"Deployment {meta.get('namespace')}/{meta.get('name')}: status.replicas {have}, expected "
             f"spec.replicas {want}: the Deployment settled with fewer pods than it asks for "
             f"(ready pods: {sorted(p['metadata'].get('name') for p in live_pods)})")
+
+
+def _pod_unschedulable(pod: dict) -> bool:
+    """The scheduler's last word on the pod: PodScheduled=False/Unschedulable, and still no node."""
+    if (pod.get("spec") or {}).get("nodeName"):
+        return False
+    return any(c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable"
+               for c in (pod.get("status") or {}).get("conditions") or [])
 
 
 def _pod_ready(pod: dict) -> bool:

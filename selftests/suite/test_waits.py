@@ -151,6 +151,37 @@ def test_unbound_pvc_scheduling_fails_only_when_it_persists():
         judge.judge(s, 110.5)
 
 
+def unschedulable_pod(uid="p1"):
+    p = pod(uid)
+    p["status"]["conditions"].append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable"})
+    return p
+
+
+def test_failed_scheduling_reported_once_fails_when_the_pod_stays_unschedulable():
+    """kube-scheduler reports FailedScheduling once, then parks the pod in its unschedulable queue until a
+    cluster event (or 5 minutes): the pod staying PodScheduled=False/Unschedulable is what persists."""
+    ev = event("Pod", "image-registry-p1", "p1", "FailedScheduling",
+               "0/6 nodes are available: 6 node(s) were unschedulable.")
+    judge = RolloutJudge(SINCE, graces=Graces(scheduling=10))
+    s = snap(config(ROLLING), deployment(ready=0, available=0), [unschedulable_pod()], events=[ev])
+    assert judge.judge(s, 100.0) is None
+    assert judge.judge(s, 109.0) is None
+    with pytest.raises(RolloutFailed, match="FailedScheduling: 0/6 nodes.*over 10 s.*still not scheduled"):
+        judge.judge(s, 110.5)
+
+
+def test_unschedulable_state_must_last_the_grace_without_a_break():
+    ev = event("Pod", "image-registry-p1", "p1", "FailedScheduling", "0/6 nodes are available")
+    judge = RolloutJudge(SINCE, graces=Graces(scheduling=10))
+    assert judge.judge(snap(config(ROLLING), deployment(ready=0, available=0), [unschedulable_pod()],
+                            events=[ev]), 100.0) is None
+    # the scheduler placed it (a node appeared): the clock starts again if it is found unschedulable anew
+    assert judge.judge(snap(config(ROLLING), deployment(ready=0, available=0), [pod(node="worker-0")],
+                            events=[ev]), 105.0) is None
+    assert judge.judge(snap(config(ROLLING), deployment(ready=0, available=0), [unschedulable_pod()],
+                            events=[ev]), 111.0) is None
+
+
 def test_scheduled_pod_ignores_its_old_failed_scheduling():
     ev = event("Pod", "image-registry-p1", "p1", "FailedScheduling", "0/6 nodes are available")
     assert RolloutJudge(SINCE).judge(snap(config(ROLLING), deployment(ready=0, available=0),
