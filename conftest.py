@@ -23,6 +23,9 @@ def pytest_addoption(parser):
     g.addoption("--ingress-address", default=None, metavar="HOST[:PORT]",
                 help="where to connect for route hosts that do not resolve (default: DNS; else the "
                      "Infrastructure's vSphere ingressIPs on port 443; the local cluster: its router)")
+    g.addoption("--ingress-http-address", default=None, metavar="HOST[:PORT]",
+                help="the same for plain-HTTP routes, such as ODF 4.12's RGW route (default: DNS; else the "
+                     "Infrastructure's vSphere ingressIPs on port 80; the local cluster: its router)")
     g.addoption("--localcluster-arg", action="append", default=[], metavar="ARG",
                 help="extra argument for `python -m localcluster serve` (repeatable)")
     g.addoption("--rollout-timeout", type=float, default=300.0, metavar="SECONDS",

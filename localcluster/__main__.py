@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from localcluster import suite_command
 from localcluster.settings import Settings
 
 
@@ -127,8 +128,10 @@ async def _serve(args) -> int:
         logging.getLogger("localcluster").info(
             "ready in %.2f s: kubeconfig %s, API %s, router %s", time.monotonic() - started,
             args.kubeconfig, cluster.api.url, getattr(cluster.router, "address", None))
-        if getattr(cluster, "router", None) is not None:
-            print(suite_command(args.kubeconfig, cluster.router.address), flush=True)
+        inner = settings.control_plane == "real"    # the outer serve prints it, with its own addresses
+        if getattr(cluster, "router", None) is not None and not inner:
+            print(suite_command.line(args.kubeconfig, cluster.router.address,
+                                getattr(cluster.router, "http_address", None)), flush=True)
         await stop.wait()
         return 0
     finally:
@@ -138,16 +141,6 @@ async def _serve(args) -> int:
             except FileNotFoundError:
                 pass
         await cluster.stop()
-
-
-def suite_command(kubeconfig, ingress_address: str) -> str:
-    """The exact command that runs the suite against this cluster (route hosts do not resolve here:
-    the router's address is given with --ingress-address)."""
-    import shlex
-    root = Path(__file__).resolve().parent.parent
-    return (f"suite: cd {shlex.quote(str(root))} && {shlex.quote(sys.executable)} -m pytest "
-            f"--kubeconfig={shlex.quote(str(Path(kubeconfig).resolve()))} "
-            f"--ingress-address={ingress_address} --allow-destructive")
 
 
 def main(argv=None) -> int:

@@ -221,12 +221,13 @@ def test_blobs_are_in_the_bucket(cluster, registry_backend, backend_route, test_
     time.sleep(BUCKET_SETTLE_SECONDS)   # the objects must stay, not only be accepted
     bucket = registry_backend.bucket
     ca_file = cluster.trust_bundle_file(registry_backend.ca_pem)   # the CA given to the registry + system roots
-    keys = set(list_objects(registry_backend.s3_host, bucket.bucket, bucket.access_key, bucket.secret_key,
-                            ca_file=ca_file, connect_to=cluster.ingress_for(registry_backend.s3_host),
+    endpoint = registry_backend.s3_endpoint     # the route's scheme: ODF 4.12's RGW route is plain HTTP
+    keys = set(list_objects(endpoint, bucket.bucket, bucket.access_key, bucket.secret_key, ca_file=ca_file,
+                            connect_to=cluster.ingress_for(registry_backend.s3_host, endpoint.split("://")[0]),
                             prefix="docker/registry/v2/"))
     want = registry_keys(repo, image.manifest_digest, [b.digest for b in image.blobs])
     missing = [k for k in want if k not in keys]
-    assert not missing, (f"pushed objects missing from bucket {bucket.bucket} at https://{registry_backend.s3_host}: "
+    assert not missing, (f"pushed objects missing from bucket {bucket.bucket} at {endpoint}: "
                          f"{missing}; the bucket holds {len(keys)} registry object(s)"
                          + (f"; the push failed: {push_error}" if push_error else "")
                          + f"; {deployed.registry_bucket_text(cluster)}")

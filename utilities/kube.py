@@ -186,6 +186,7 @@ class Cluster:
     context: str | None
     embedded: bool = False             # True: the local stand-in cluster started by this session
     ingress_address: str | None = None  # "HOST:PORT" to connect to for route hosts, None: resolve
+    ingress_http_address: str | None = None  # the same for plain-HTTP routes (ODF 4.12's RGW route)
     info: dict = dataclasses.field(default_factory=dict)
     _router_ca_file: str | None = None
     # Who pushes and pulls (utilities/registry_access.py: a ServiceAccount of the run's test namespace
@@ -253,14 +254,19 @@ class Cluster:
                 out += data if data.endswith(b"\n") else data + b"\n"
         return out
 
-    def ingress_for(self, host: str) -> str | None:
+    def ingress_for(self, host: str, scheme: str = "https") -> str | None:
         """Where to connect for a route host: the configured address; None when DNS resolves the
-        host; else the Infrastructure's vSphere ingress IP on port 443 (`ingress_reason` says which)."""
-        if self.ingress_address:
-            self._ingress_reasons[host] = "--ingress-address"
-            return self.ingress_address
+        host; else the Infrastructure's vSphere ingress IP on port 443 (80 for a plain-HTTP route;
+        `ingress_reason` says which)."""
+        plain = scheme == "http"
+        port = 80 if plain else 443
+        flag = "--ingress-http-address" if plain else "--ingress-address"
+        configured = self.ingress_http_address if plain else self.ingress_address
+        if configured:
+            self._ingress_reasons[host] = flag
+            return configured
         try:
-            socket.getaddrinfo(host, 443)
+            socket.getaddrinfo(host, port)
             self._ingress_reasons[host] = "resolved by DNS"
             return None
         except socket.gaierror:
@@ -269,10 +275,11 @@ class Cluster:
         ips = (((infra.get("status") or {}).get("platformStatus") or {}).get("vsphere") or {}).get("ingressIPs")
         if ips:
             self._ingress_reasons[host] = (f"{host} does not resolve, so the Infrastructure's "
-                                           "status.platformStatus.vsphere.ingressIPs[0] on port 443")
-            return f"{ips[0]}:443"
+                                           f"status.platformStatus.vsphere.ingressIPs[0] on port {port}")
+            return f"{ips[0]}:{port}"
         raise LookupError(f"route host {host} does not resolve and the Infrastructure has no vSphere ingressIPs; "
-                          "pass --ingress-address=HOST[:PORT] (the router that serves *.apps)")
+                          f"pass {flag}=HOST[:PORT] (the router that serves *.apps"
+                          f"{' over plain HTTP' if plain else ''})")
 
     def ingress_reason(self, host: str) -> str | None:
         """Why `ingress_for(host)` answered what it did (for error messages)."""
@@ -295,8 +302,8 @@ def system_ca_file() -> str | None:
 
 
 def load_cluster(kubeconfig: str | os.PathLike, context: str | None = None, *, embedded: bool = False,
-                 ingress_address: str | None = None, info: dict | None = None,
-                 pool_size: int = 32) -> Cluster:
+                 ingress_address: str | None = None, ingress_http_address: str | None = None,
+                 info: dict | None = None, pool_size: int = 32) -> Cluster:
     """Build the official clients from a kubeconfig: a bearer token or a client certificate (the
     installer's auth/kubeconfig); `Cluster.token` is "" for a certificate."""
     cfg = k8s.Configuration()
@@ -311,7 +318,8 @@ def load_cluster(kubeconfig: str | os.PathLike, context: str | None = None, *, e
     api_client = k8s.ApiClient(cfg)
     return Cluster(api_client=api_client, token=token, server=cfg.host, ca_file=cfg.ssl_ca_cert or "",
                    kubeconfig=str(kubeconfig), context=context, embedded=embedded,
-                   ingress_address=ingress_address, info=info or {})
+                   ingress_address=ingress_address, ingress_http_address=ingress_http_address,
+                   info=info or {})
 
 
 def _token_from_kubeconfig(kubeconfig, context) -> str:

@@ -540,6 +540,7 @@ class BackendSetup:
     claim: dict | None = None          # the claim the set-up created (user-created claims)
     bucket: BucketClaim | None = None  # S3: the ObjectBucketClaim
     s3_host: str | None = None         # S3: the route host used as regionEndpoint
+    s3_endpoint: str | None = None     # S3: the regionEndpoint, with the route's scheme
     ca_pem: bytes | None = None        # S3: the trustedCA bundle given to the registry
     previous: Backend | None = None    # the backend configured before this one (None: the first)
     inherited: dict = dataclasses.field(default_factory=dict)   # original spec fields it did not set
@@ -576,7 +577,8 @@ def prepare_backend(cluster: Cluster, backend: Backend, stack: contextlib.ExitSt
         from utilities.routes import route_url
         s3_route = kube.get_or_none(cluster.custom.get_namespaced_custom_object, *kube.ROUTE_GVR[:2],
                                     ODF_NAMESPACE, kube.ROUTE_GVR[2], backend.s3_route)
-        storage_args = {"bucket": setup.bucket.bucket, "endpoint": route_url(s3_route),
+        setup.s3_endpoint = route_url(s3_route)
+        storage_args = {"bucket": setup.bucket.bucket, "endpoint": setup.s3_endpoint,
                         "trusted_ca": S3_CA_CONFIGMAP}
     setup.fields = backend.spec_fields(**storage_args)
     return setup

@@ -2,8 +2,10 @@
 `requests` through the suite's RouteAdapter, so a route host that DNS does not know is reached at the
 ingress address while SNI, Host and the certificate check are all for the route host.
 
-    keys = list_objects(host, bucket, access_key, secret_key, ca_file=..., connect_to="127.0.0.1:8443",
+    keys = list_objects("https://HOST", bucket, access_key, secret_key, ca_file=..., connect_to="127.0.0.1:8443",
                         prefix="docker/registry/v2/")
+
+The endpoint's scheme is the route's: ODF 4.12's RGW route is plain HTTP (no certificate to verify).
 
 Nothing from the environment is used (trust_env=False; `verify=` is the CA file given).
 """
@@ -45,14 +47,20 @@ def _error(resp: requests.Response, what: str) -> S3Error:
     return S3Error(text, resp.status_code, code)
 
 
-def list_objects(host: str, bucket: str, access_key: str, secret_key: str, *, ca_file: str,
+def list_objects(endpoint: str, bucket: str, access_key: str, secret_key: str, *, ca_file: str,
                  connect_to: str | None = None, prefix: str = "", region: str = "us-east-1",
                  timeout: float = 30.0) -> list[str]:
-    """Every key of `bucket` under `prefix` (path-style https://host/bucket?list-type=2, paginated)."""
+    """Every key of `bucket` under `prefix` (path-style ENDPOINT/bucket?list-type=2, paginated).
+    `endpoint`: "https://HOST" or "http://HOST" (the regionEndpoint); a bare HOST means https."""
+    scheme, sep, host = endpoint.partition("://")
+    if not sep:
+        scheme, host = "https", endpoint
+    host = host.rstrip("/")
+    base = f"{scheme}://{host}"
     session = requests.Session()
     session.trust_env = False
     if connect_to:
-        session.mount(f"https://{host}", RouteAdapter(host, connect_to))
+        session.mount(base, RouteAdapter(host, connect_to))
     creds = Credentials(access_key, secret_key)
     keys: list[str] = []
     token = None
@@ -61,13 +69,13 @@ def list_objects(host: str, bucket: str, access_key: str, secret_key: str, *, ca
             params = {"list-type": "2", "prefix": prefix}
             if token:
                 params["continuation-token"] = token
-            url = f"https://{host}/{quote(bucket)}?{urlencode(sorted(params.items()), quote_via=quote)}"
+            url = f"{base}/{quote(bucket)}?{urlencode(sorted(params.items()), quote_via=quote)}"
             req = AWSRequest(method="GET", url=url, headers={"Host": host})
             S3SigV4Auth(creds, "s3", region).add_auth(req)
             prepared = req.prepare()
             resp = session.get(prepared.url, headers=dict(prepared.headers), verify=ca_file, timeout=timeout)
             if resp.status_code != 200:
-                raise _error(resp, f"S3 ListObjectsV2 s3://{bucket}/{prefix} at https://{host}")
+                raise _error(resp, f"S3 ListObjectsV2 s3://{bucket}/{prefix} at {base}")
             root = ET.fromstring(resp.content)
             for c in root.iter(f"{S3_NS}Contents"):
                 keys.append(c.findtext(f"{S3_NS}Key"))

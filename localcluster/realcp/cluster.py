@@ -136,6 +136,9 @@ class RealCluster(LocalCluster):
         host, port = self.router.address.rsplit(":", 1) if isinstance(self.router.address, str) \
             else self.router.address
         await self.bridge.expose("router", host, int(port))
+        if getattr(self.router, "http_address", None):
+            h, p = self.router.http_address.rsplit(":", 1)
+            await self.bridge.expose("router-http", h, int(p))
         if self.netproxy is not None:
             hp = self.netproxy.url.split("://", 1)[-1].rstrip("/")
             h, p = hp.rsplit(":", 1)

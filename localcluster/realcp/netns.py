@@ -194,6 +194,9 @@ async def serve_outer(argv: list[str], kubeconfig: Path, stop: asyncio.Event, st
             os.replace(tmp, target)
         log.info("real control plane ready in %.1f s: kubeconfig %s, API %s", time.monotonic() - started,
                  kubeconfig, info.get("api_url"))
+        if info.get("ingress_address"):
+            from localcluster import suite_command
+            print(suite_command.line(kubeconfig, info["ingress_address"], info.get("ingress_http_address")), flush=True)
         while not stop.is_set() and proc.poll() is None:
             try:
                 await asyncio.wait_for(stop.wait(), 0.5)

@@ -53,6 +53,19 @@ def test_it_is_the_real_control_plane(real):
     assert ":60000 " not in out, "the operator's metrics listener leaked into the host's network namespace"
 
 
+def test_serve_prints_the_suite_command_with_the_addresses_reachable_from_the_host(real):
+    """The inner serve (in its network namespace) knows other addresses than the host sees: the line
+    printed is the outer one, with the bridged router (HTTPS and plain HTTP) and the outer kubeconfig."""
+    lc, _c = real
+    lines = [ln for ln in lc.log_path.read_text().splitlines() if ln.startswith("suite: ")]
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert f"--kubeconfig={lc.kubeconfig.resolve()}" in line, line
+    assert f"--ingress-address={lc.info['ingress_address']}" in line, line
+    assert lc.info.get("ingress_http_address", "").startswith("127.0.0.1:"), lc.info
+    assert f"--ingress-http-address={lc.info['ingress_http_address']}" in line, line
+
+
 def _has(tool):
     from shutil import which
     return which(tool) is not None

@@ -110,3 +110,30 @@ def test_odf_412_rgw_backend_rolls_out_with_an_http_region_endpoint(odf412):
         assert endpoint == f"http://{setup.s3_host}", endpoint
         snap = waits.read_snapshot(cluster)
         assert waits.RolloutJudge.complete(snap), waits.describe_snapshot(snap)
+
+
+def test_odf_412_bucket_listing_over_the_plain_http_route(odf412, tmp_path):
+    """The suite's own bucket check on ODF 4.12 (facts §12.9): the RGW route has no TLS, so the
+    ListObjectsV2 goes over plain HTTP to the router's HTTP side (--ingress-http-address, which the
+    serve command prints), not https (where the router answers 503 for that host)."""
+    import shlex
+    import subprocess
+    import sys
+    import xml.etree.ElementTree as ET
+    from utilities.localcluster_process import REPO_ROOT
+    lc, _cluster = odf412
+    lines = [ln for ln in lc.log_path.read_text().splitlines() if ln.startswith("suite: ")]
+    assert lines, lc.log_path.read_text()[-2000:]
+    command = lines[-1][len("suite: "):]
+    assert f"--ingress-http-address={lc.info['ingress_http_address']}" in command, command
+    junit = tmp_path / "junit.xml"
+    extra = ["tests/test_storage_backends.py", "--backend", "ceph-rgw", "-k", "bucket",
+             f"--reports-dir={tmp_path / 'r'}", f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
+    proc = subprocess.run(["bash", "-c", command + " " + " ".join(shlex.quote(a) for a in extra)], cwd=REPO_ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0, out[-3000:]
+    cases = {tc.get("name"): tc for tc in ET.parse(junit).getroot().iter("testcase")}
+    assert "test_blobs_are_in_the_bucket[ceph-rgw]" in cases, sorted(cases)
+    tc = cases["test_blobs_are_in_the_bucket[ceph-rgw]"]
+    assert not list(tc) or all(c.tag in ("properties", "system-out", "system-err") for c in tc), out[-3000:]
