@@ -14,7 +14,7 @@ import time
 import pytest
 
 from fixtures.registry import push_fresh_image
-from utilities import deployed, kube, waits
+from utilities import deployed, kube, rwo_probe, waits
 from utilities import registry_steps as steps
 from utilities.backends import OPERATOR_PVC_ANNOTATION, without_zero_values
 from utilities.images import build_random_image
@@ -126,6 +126,40 @@ def test_claim(cluster, registry_backend):
     claims = [v.persistent_volume_claim.claim_name for v in dep.spec.template.spec.volumes or []
               if v.persistent_volume_claim]
     assert claims == [backend.claim_name], f"Deployment PVC volumes: {claims}"
+
+
+def test_rwo_claim_is_held_to_one_node(cluster, registry_backend, suite_labels, rollout_timeout):
+    """ReadWriteOnce (block storage): a pod on another node than the registry's that mounts the claim
+    does not start; the cluster refuses the attach (Multi-Attach). The reason for one replica and
+    Recreate. The probe mounts the claim read-only and is deleted at once (utilities/rwo_probe.py)."""
+    backend = registry_backend.backend
+    _require(backend, pvc=True)
+    if backend.access_mode != "ReadWriteOnce":
+        pytest.skip(f"{backend.id} claims {backend.access_mode}, not ReadWriteOnce: the check does not apply")
+    ready = steps.ready_registry_pods(cluster)
+    assert ready, "no ready registry pod uses the claim"
+    registry_pod, registry_node = ready[0].metadata.name, ready[0].spec.node_name
+    others = [n for n in steps.schedulable_nodes(cluster) if n != registry_node]
+    if not others:
+        pytest.skip(f"single-node cluster (registry pod {registry_pod} on {registry_node}, no other schedulable "
+                    "node): it cannot show that the ReadWriteOnce claim is held to one node")
+    node = others[0]
+    labels = kube.call(cluster.core.read_node, node).metadata.labels or {}
+    dep = kube.call(cluster.apps.read_namespaced_deployment, REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE)
+    image = dep.spec.template.spec.containers[0].image
+    timeout = min(rollout_timeout, 120.0)
+    verdict = rwo_probe.probe_other_node(cluster, claim=backend.claim_name, node=node,
+                                         node_hostname=labels.get("kubernetes.io/hostname", node), image=image,
+                                         labels=suite_labels, timeout=timeout)
+    where = (f"probe pod {verdict.pod} on node {node} mounting PVC {REGISTRY_NAMESPACE}/{backend.claim_name} "
+             f"(ReadWriteOnce), used by registry pod {registry_pod} on node {registry_node}")
+    assert not verdict.started, (f"{where}: it started ({verdict.started}): the claim is not held to one node, "
+                                 "two nodes can write the registry's volume")
+    if verdict.unschedulable:
+        pytest.skip(f"{where}: the probe could not be scheduled ({verdict.unschedulable}): this cluster cannot "
+                    "show that the claim is held to one node")
+    assert verdict.refused, (f"{where}: neither refused with a Multi-Attach error nor started within "
+                             f"{timeout:.0f}s: {verdict.status}")
 
 
 def test_operator_created_claim(cluster, registry_backend):

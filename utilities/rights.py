@@ -70,6 +70,8 @@ RIGHTS: list[Right] = [
     *_r("get,list,watch", "", "pods", "the registry pods", namespace=REGISTRY_NS, readonly=True),
     *_r("get", "", "pods", "the registry pods' logs (a failed check's evidence)", subresource="log",
         namespace=REGISTRY_NS, readonly=True),
+    *_r("list", "", "nodes", "where registry pods can run (spread over nodes, single-node, the RWO probe)",
+        readonly=True),
     *_r("list,watch", "", "events", "causes of a failing rollout (ProvisioningFailed, FailedScheduling...)",
         namespace=REGISTRY_NS, readonly=True),
     *_r("get,list", "route.openshift.io", "routes", "the registry route default-route", namespace=REGISTRY_NS,
@@ -101,6 +103,8 @@ RIGHTS: list[Right] = [
     *_r("get", "route.openshift.io", "routes", "the S3 routes (regionEndpoint)", namespace="openshift-storage"),
     # --- the registry pods ---
     *_r("delete", "", "pods", "restart the registry pods (persistence checks)", namespace=REGISTRY_NS),
+    *_r("create", "", "pods", "the ReadWriteOnce probe: a pod on another node mounting the block claim",
+        namespace=REGISTRY_NS),
     *_r("create", "", "pods", "pull from each replica through a port-forward", subresource="portforward",
         namespace=REGISTRY_NS),
     # --- the run's test namespaces and registry identities (utilities/registry_access.py) ---

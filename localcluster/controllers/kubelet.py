@@ -77,8 +77,11 @@ class _Container:
         self.name = spec["name"]
         self.image = spec.get("image", "")
         # The real operator's node-ca DaemonSet (4.16-4.20) runs the registry image too, with a shell loop
-        # that copies CAs: a pause container here.
-        self.is_registry = self.image == S.REGISTRY_IMAGE and self.name != "node-ca"
+        # that copies CAs, and the suite's ReadWriteOnce probe runs it with a sleep: the registry image
+        # with a command that does not start /usr/bin/dockerregistry is a pause container here.
+        command = " ".join(spec.get("command") or []) + " " + " ".join(spec.get("args") or [])
+        self.is_registry = (self.image == S.REGISTRY_IMAGE and self.name != "node-ca"
+                            and (not command.strip() or "dockerregistry" in command))
         self.runtime: RegistryContainer | None = None
         self.started_at: str | None = None
         self.ready = False
@@ -275,6 +278,9 @@ class _PodWorker:
         except ValueError:
             return 0.0
 
+    def _knob_on(self, key: str) -> bool:
+        return str(self.k.faults.get(key, "")).strip().lower() == "true"
+
     async def setup_volumes(self) -> None:
         claims = [v for v in self.pod["spec"].get("volumes") or [] if "persistentVolumeClaim" in v]
         if claims and self._mount_failures < self._knob("kubelet.failMountTimes"):
@@ -334,7 +340,8 @@ class _PodWorker:
         modes = (pv.get("spec") or {}).get("accessModes") or []
         # No await between the check and the registration: attachments are decided atomically.
         users = self.k.attachments.setdefault(pv_name, {})
-        if "ReadWriteMany" not in modes and "ReadOnlyMany" not in modes:
+        # Fault knob kubelet.ignoreAccessModes: a ReadWriteOnce volume is attached wherever a pod wants it.
+        if "ReadWriteMany" not in modes and "ReadOnlyMany" not in modes and not self._knob_on("kubelet.ignoreAccessModes"):
             others = sorted(n for uid, (node, n) in users.items()
                             if uid != self.uid and node != self.node and uid not in self.k.detaching)
             if others:

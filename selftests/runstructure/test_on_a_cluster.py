@@ -122,6 +122,8 @@ def test_whole_matrix_on_one_node(one_node):
     for b in ("cephfs", "ceph-rgw", "noobaa"):
         reason = skips.get(f"test_replicas_spread_over_nodes[{b}]", "")
         assert "single-node cluster" in reason and "not shown" in reason, (b, reason)
+    reason = skips.get("test_rwo_claim_is_held_to_one_node[block]", "")
+    assert "single-node cluster" in reason and "cannot show" in reason, reason
     assert "what this cluster could not show" in out
     ran = sum(1 for tc in root.iter("testcase") if tc.find("skipped") is None)
     assert ran >= 50, f"only {ran} tests ran"
