@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from localcluster.aio import close_all
 from localcluster.client import KubeClient
 from localcluster.pki import CertificateAuthority
 from localcluster.seed import seed
@@ -42,10 +43,7 @@ class LocalCluster:
         from localcluster.apiserver.auth import default_users
 
         s = self.settings
-        if not s.state_dir or str(s.state_dir) == "/tmp/localcluster":
-            s.state_dir = Path(tempfile.mkdtemp(prefix="localcluster-"))
-            self._own_state_dir = True
-        s.state_dir.mkdir(parents=True, exist_ok=True)
+        self._make_state_dir()
 
         self.api_ca = CertificateAuthority.create("localcluster-kube-apiserver-ca")
         api_cert, api_key = self.api_ca.issue(
@@ -107,9 +105,24 @@ class LocalCluster:
             from localcluster.odf import ObjectBucketProvisioner
             controllers.append(ObjectBucketProvisioner(self._client(admin.token), s, odf=self.odf))
         self.router = Router(self._client(admin.token), s)
-        for c in controllers + [self.router]:
+        self._run_tasks(controllers + [self.router])
+        await self._wait_for_router()
+
+    def _make_state_dir(self) -> None:
+        """A temporary state directory (removed at stop) unless the settings name one."""
+        s = self.settings
+        if not s.state_dir or str(s.state_dir) == "/tmp/localcluster":
+            s.state_dir = Path(tempfile.mkdtemp(prefix="localcluster-"))
+            self._own_state_dir = True
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+
+    def _run_tasks(self, components: list) -> None:
+        """Run each component (controllers, the router) as a task, cancelled at stop."""
+        for c in components:
             self._tasks.append(asyncio.create_task(c.run(), name=type(c).__name__))
-        # The router picks its port when it starts serving.
+
+    async def _wait_for_router(self) -> None:
+        """The router picks its port when it starts serving: wait for that (5 s at the most)."""
         for _ in range(500):
             if getattr(self.router, "address", None):
                 break
@@ -188,16 +201,16 @@ class LocalCluster:
             os.replace(tmp, target)
 
     # ------------------------------------------------------------------ stop
-    async def stop(self) -> None:
+    async def _cancel_tasks(self) -> None:
+        """Cancel the tasks, last started first, and wait for them (10 s at the most)."""
         for t in reversed(self._tasks):
             t.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
-        for c in self._clients:
-            try:
-                await c.close()
-            except Exception:  # noqa: BLE001
-                pass
+
+    async def stop(self) -> None:
+        await self._cancel_tasks()
+        await close_all(self._clients)
         if self.netproxy is not None:
             await self.netproxy.stop()
         if self.odf is not None:

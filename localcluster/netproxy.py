@@ -21,6 +21,7 @@ import logging
 from typing import Callable, Optional
 
 from localcluster import settings as S
+from localcluster.aio import pipe
 from localcluster.client import Informer, path
 
 log = logging.getLogger("localcluster.netproxy")
@@ -134,24 +135,6 @@ class NetProxy:
         except ConnectionError:
             pass
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                data = await reader.read(256 * 1024)
-                if not data:
-                    break
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            try:
-                if writer.can_write_eof():
-                    writer.write_eof()
-            except (OSError, RuntimeError):
-                pass
-
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         self._conns.add(task)
@@ -200,7 +183,8 @@ class NetProxy:
                 await writer.drain()
             else:
                 up_writer.write(rest)
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            ends = (ConnectionError, asyncio.IncompleteReadError)
+            await asyncio.gather(pipe(reader, up_writer, ends), pipe(up_reader, writer, ends))
         except ConnectionError:
             pass
         finally:

@@ -1,10 +1,18 @@
-"""Helpers shared by the selftests that drive local-cluster parts in-process."""
+"""Helpers shared by the selftests that drive local-cluster parts in-process, or a served local cluster
+and the suite run against it in a subprocess."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
 
 
 class LoopThread:
@@ -64,3 +72,54 @@ def served_cluster(workdir, args=()):
             cluster.api_client.close()
     finally:
         lc.stop()
+
+
+@contextlib.contextmanager
+def served_cluster_in(tmp_path_factory, name: str, args=()):
+    """`served_cluster` in a new temporary directory named after `name`, for a module's shared cluster:
+    yields (LocalClusterProcess, Cluster, that directory)."""
+    tmp = tmp_path_factory.mktemp(name)
+    with served_cluster(tmp / "cluster", args) as (lc, cluster):
+        yield lc, cluster, tmp
+
+
+@dataclasses.dataclass
+class SuiteRun:
+    returncode: int
+    output: str          # stdout and stderr of the run, interleaved
+    junit: Path          # its JUnit XML (absent when the run did not get as far)
+
+
+def run_suite(lc, args: list[str], workdir: Path, run_id: str, *, rollout_timeout: int,
+              grace: str | None = "all=3", timeout: float = 600, fail_on_timeout: bool = True,
+              after_snapshot: Callable[[], None] | None = None) -> SuiteRun:
+    """Run the suite (`pytest ARGS`) in a subprocess against the served local cluster `lc`, destructive tests
+    allowed, with reports and JUnit XML (`<run_id>.xml`) in `workdir`.
+
+    `grace`: the `--grace` value (None: the suite's defaults). `after_snapshot`: called once the run has
+    snapshotted the Config (or ended, or after 60 s), e.g. to set faults the snapshot must not see.
+    A run that takes longer than `timeout` is killed: the test fails saying so, or, without
+    `fail_on_timeout`, the output ends with "(killed after N s)".
+    """
+    from utilities.localcluster_process import REPO_ROOT
+    junit = workdir / f"{run_id}.xml"
+    cmd = [sys.executable, "-m", "pytest", *args, f"--kubeconfig={lc.kubeconfig}", "--allow-destructive",
+           "--ingress-address", lc.info["ingress_address"], "--rollout-timeout", str(rollout_timeout),
+           *([f"--grace={grace}"] if grace is not None else []), f"--reports-dir={workdir / 'reports'}",
+           "--run-id", run_id, f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if after_snapshot is not None:
+        snapshot = workdir / "reports" / run_id / "config-snapshot.json"
+        deadline = time.monotonic() + 60
+        while not snapshot.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after_snapshot()
+    try:
+        output = proc.communicate(timeout=timeout)[0].decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output = proc.communicate()[0].decode(errors="replace")
+        if fail_on_timeout:
+            pytest.fail(f"the suite did not finish within {timeout} s:\n{output[-3000:]}")
+        output += f"\n(killed after {timeout} s)"
+    return SuiteRun(proc.returncode, output, junit)

@@ -9,7 +9,6 @@ States: Pending (created, not running), Running (a container runs, not Ready), R
 """
 from __future__ import annotations
 
-import datetime
 import threading
 import time
 
@@ -17,6 +16,7 @@ from kubernetes import watch
 
 from utilities import kube
 from utilities.kube import REGISTRY_NAMESPACE, REGISTRY_POD_SELECTOR
+from utilities.waits import timestamp
 
 STATES = ("Pending", "Running", "Ready", "Terminating")
 COLOURS = {"Pending": "#f4b400", "Running": "#4285f4", "Ready": "#0f9d58", "Terminating": "#db4437"}
@@ -33,14 +33,6 @@ def pod_state(pod: dict) -> str:
     if st.get("phase") == "Running":
         return "Running"
     return "Pending"
-
-
-def _ts(value) -> float | None:
-    if not value:
-        return None
-    if isinstance(value, datetime.datetime):
-        return value.timestamp()
-    return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
 class PodTimeline:
@@ -121,7 +113,7 @@ class PodTimeline:
         out = []
         for e in items:
             inv = e.get("involvedObject") or {}
-            t = _ts(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp"))
+            t = timestamp(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp"))
             if inv.get("kind") == "Pod" and inv.get("name") in names and e.get("reason") in POD_EVENTS and t \
                     and t >= int(self.started) - 1:
                 out.append((max(t - self.started, 0.0), inv["name"], e["reason"]))

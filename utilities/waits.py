@@ -255,7 +255,8 @@ def wait_for_route_admitted(cluster: Cluster, name: str, namespace: str, timeout
 # ---------------------------------------------------------------------------------------------
 # The rollout wait
 # ---------------------------------------------------------------------------------------------
-def _ts(value) -> float | None:
+def timestamp(value) -> float | None:
+    """A Kubernetes timestamp (an RFC 3339 string, or the client's datetime) in epoch seconds; None when unset."""
     if not value:
         return None
     if isinstance(value, datetime.datetime):
@@ -339,12 +340,12 @@ def _event_count(ev: dict) -> int:
 
 
 def _event_last(ev: dict) -> float | None:
-    return _ts((ev.get("series") or {}).get("lastObservedTime") or ev.get("lastTimestamp")
+    return timestamp((ev.get("series") or {}).get("lastObservedTime") or ev.get("lastTimestamp")
                or ev.get("eventTime") or ev.get("firstTimestamp"))
 
 
 def _event_first(ev: dict) -> float | None:
-    return _ts(ev.get("firstTimestamp") or ev.get("eventTime") or ev.get("lastTimestamp"))
+    return timestamp(ev.get("firstTimestamp") or ev.get("eventTime") or ev.get("lastTimestamp"))
 
 
 @dataclasses.dataclass
@@ -902,7 +903,7 @@ def wait_for_obc_bound(cluster: Cluster, namespace: str, name: str, timeout: flo
             kube.call(cluster.core.list_namespaced_event, namespace)).get("items", [])
         for ev in events:
             inv = ev.get("involvedObject") or {}
-            t = _ts(ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("firstTimestamp"))
+            t = timestamp(ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("firstTimestamp"))
             if (inv.get("kind") == "ObjectBucketClaim" and inv.get("name") == name
                     and ev.get("reason") == "ProvisioningFailed" and (t is None or t >= since)):
                 raise SetupFailed(f"ObjectBucketClaim {namespace}/{name} cannot be provisioned: "

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..aio import close_all
 from . import errors, portforward
 from .auth import User
 from .rbac import (BOOTSTRAP_CLUSTER_ROLE_BINDINGS, BOOTSTRAP_CLUSTER_ROLES, DEFAULT_TOKEN_SECONDS,
@@ -179,11 +180,7 @@ class APIServer:
         # Close open watch streams and port-forwards so the runner can shut down promptly.
         for w in [w for s in self.store.watchers.values() for w in s]:
             w.queue.put_nowait(None)
-        for ws in list(self._websockets):
-            try:
-                await ws.close()
-            except Exception:  # noqa: BLE001
-                pass
+        await close_all(self._websockets)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

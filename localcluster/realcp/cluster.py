@@ -6,10 +6,8 @@ kube-scheduler and the real operator; keeps the node-side components as clients 
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,10 +41,7 @@ class RealCluster(LocalCluster):
 
         t0 = time.monotonic()
         s = self.settings
-        if not s.state_dir or str(s.state_dir) == "/tmp/localcluster":
-            s.state_dir = Path(tempfile.mkdtemp(prefix="localcluster-"))
-            self._own_state_dir = True
-        s.state_dir.mkdir(parents=True, exist_ok=True)
+        self._make_state_dir()
         netns.setup_inner_network()
 
         self.users = default_users()
@@ -103,8 +98,7 @@ class RealCluster(LocalCluster):
             from localcluster.odf import ObjectBucketProvisioner
             controllers.append(ObjectBucketProvisioner(self._client(admin.token), s, odf=self.odf))
         self.router = Router(self._client(admin.token), s)
-        for c in controllers + [self.router]:
-            self._tasks.append(asyncio.create_task(c.run(), name=type(c).__name__))
+        self._run_tasks(controllers + [self.router])
 
         node_ips = sorted({a["address"] for n in (await client.list(path("v1", "nodes")))["items"]
                            for a in n["status"].get("addresses", []) if a["type"] == "InternalIP"})
@@ -117,13 +111,7 @@ class RealCluster(LocalCluster):
         self.operator.start()
         self.cp.procs.append(self.operator)
 
-        for _ in range(500):
-            if getattr(self.router, "address", None):
-                break
-            self._raise_if_a_task_died()
-            await asyncio.sleep(0.01)
-        else:
-            raise RuntimeError("the router did not start serving within 5 s")
+        await self._wait_for_router()
         self.timings["total"] = time.monotonic() - t0
         await self._expose()
 
@@ -164,10 +152,7 @@ class RealCluster(LocalCluster):
             await self.operator.stop()
         if self.kubelet_api is not None:
             await self.kubelet_api.stop()
-        for t in reversed(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=10)
+        await self._cancel_tasks()
         self._tasks = []
         own = self._own_state_dir
         self._own_state_dir = False

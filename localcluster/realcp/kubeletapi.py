@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from localcluster.aio import close_all
 from localcluster.apiserver import errors, portforward
 from localcluster.client import ApiError, path
 from localcluster.pki import CertificateAuthority
@@ -84,10 +85,6 @@ class KubeletAPI:
         log.info("kubelet API on %s port %d", ", ".join(self.node_ips), self.port)
 
     async def stop(self) -> None:
-        for ws in list(self._sockets):
-            try:
-                await ws.close()
-            except Exception:  # noqa: BLE001
-                pass
+        await close_all(self._sockets)
         if self._runner is not None:
             await self._runner.cleanup()

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from localcluster.aio import pipe
+
 log = logging.getLogger("localcluster.realcp.netns")
 
 INNER_ENV = "LOCALCLUSTER_REALCP_INNER"
@@ -33,7 +35,6 @@ BRIDGE_ENV = "LOCALCLUSTER_REALCP_BRIDGE_DIR"
 # Extra addresses on the namespace's lo for what kube-apiserver refuses on loopback (Endpoints).
 EXTRA_ADDRESSES = ("10.128.10.1",)
 POD_NETWORK = "10.129"        # pod IPs: 10.129.0.0/16, every address local (routed to lo)
-_BUF = 256 * 1024
 
 
 def is_inner() -> bool:
@@ -48,31 +49,15 @@ def setup_inner_network() -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            data = await reader.read(_BUF)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError, asyncio.CancelledError):
-        pass
-    finally:
-        try:
-            if writer.can_write_eof():
-                writer.write_eof()
-        except (OSError, RuntimeError):
-            pass
-
-
 async def _relay(r1, w1, opener) -> None:
     try:
         r2, w2 = await opener()
     except OSError:
         w1.close()
         return
-    await asyncio.gather(_pipe(r1, w2), _pipe(r2, w1), return_exceptions=True)
+    # A relay ends quietly on any socket error, and on cancellation.
+    ends = (ConnectionError, OSError, asyncio.CancelledError)
+    await asyncio.gather(pipe(r1, w2, ends), pipe(r2, w1, ends), return_exceptions=True)
     for w in (w1, w2):
         try:
             w.close()

@@ -7,15 +7,14 @@ returns an `Outcome`: which tests failed, with their messages and JUnit times, a
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from localcluster.settings import FAULTS_CONFIGMAP, FAULTS_NAMESPACE
+from selftests.support import run_suite
 from utilities import kube
-from utilities.localcluster_process import REPO_ROOT, LocalClusterProcess
+from utilities.localcluster_process import LocalClusterProcess
 
 from .catalogue import Fault
 
@@ -94,29 +93,16 @@ def junit_failures(path: Path) -> list[Failure]:
 
 def run(lc: LocalClusterProcess, cluster, fault: Fault, workdir: Path) -> Outcome:
     workdir.mkdir(parents=True, exist_ok=True)
-    run_id = fault.id.replace("/", "_")
-    junit = workdir / f"{run_id}.xml"
-    cmd = [sys.executable, "-m", "pytest", *fault.args, f"--kubeconfig={lc.kubeconfig}", "--allow-destructive",
-           "--ingress-address", lc.info["ingress_address"], "--rollout-timeout", str(fault.rollout_timeout),
-           f"--reports-dir={workdir / 'reports'}", "--run-id", run_id, f"--junitxml={junit}",
-           "-p", "no:cacheprovider", "-q"]
     if fault.knobs and not fault.after_snapshot:
         set_knobs(cluster, fault.knobs)
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        if fault.after_snapshot:
-            snapshot = workdir / "reports" / run_id / "config-snapshot.json"
-            deadline = time.monotonic() + 60
-            while not snapshot.exists() and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            set_knobs(cluster, fault.knobs)
-        try:
-            output = proc.communicate(timeout=RUN_TIMEOUT)[0].decode(errors="replace")
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output = proc.communicate()[0].decode(errors="replace") + f"\n(killed after {RUN_TIMEOUT} s)"
+        # The catalogue's runs keep the suite's default graces (no --grace).
+        suite = run_suite(lc, fault.args, workdir, fault.id.replace("/", "_"),
+                          rollout_timeout=fault.rollout_timeout, grace=None, timeout=RUN_TIMEOUT,
+                          fail_on_timeout=False,
+                          after_snapshot=(lambda: set_knobs(cluster, fault.knobs)) if fault.after_snapshot else None)
     finally:
         if fault.knobs:
             set_knobs(cluster, {k: None for k in fault.knobs})
-    return Outcome(fault, proc.returncode, junit_failures(junit), time.monotonic() - start, output)
+    return Outcome(fault, suite.returncode, junit_failures(suite.junit), time.monotonic() - start, suite.output)

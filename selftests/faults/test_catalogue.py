@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from selftests.support import served_cluster
+from selftests.support import served_cluster_in
 
 from . import runner
 from .catalogue import CATALOGUE
@@ -15,9 +15,8 @@ CASES = [f for f in CATALOGUE if f.selftest and not f.serve_args]
 
 @pytest.fixture(scope="module")
 def shared_cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("faults")
-    with served_cluster(tmp / "cluster") as (lc, cluster):
-        yield lc, cluster, tmp
+    with served_cluster_in(tmp_path_factory, "faults") as served:
+        yield served
 
 
 @pytest.mark.parametrize("fault", CASES, ids=[f.id for f in CASES])

@@ -8,15 +8,13 @@ Skips where the real control plane cannot run (../shared/bin, etcd, root).
 """
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from localcluster.realcp import binaries
-from selftests.suite.test_suite_against_faults import CASES, junit_outcomes, set_faults
+from selftests.suite.test_suite_against_faults import CASES, assert_caught, set_faults
+from selftests.support import run_suite
 from utilities.kube import load_cluster
-from utilities.localcluster_process import REPO_ROOT, LocalClusterProcess
+from utilities.localcluster_process import LocalClusterProcess
 
 WHY = binaries.missing_reason()
 pytestmark = [pytest.mark.skipif(WHY is not None, reason=str(WHY)), pytest.mark.timeout(900)]
@@ -37,19 +35,7 @@ def test_suite_reports_the_cause_on_the_real_control_plane(case, tmp_path):
                              start_timeout=300) as lc:
         cluster = load_cluster(lc.kubeconfig, embedded=True)
         set_faults(cluster, case.faults)
-        junit = tmp_path / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", *case.select, f"--kubeconfig={lc.kubeconfig}",
-               "--allow-destructive", "--ingress-address", lc.info["ingress_address"],
-               "--rollout-timeout", str(max(case.rollout_timeout, 60)), "--grace=all=3", f"--reports-dir={tmp_path / 'reports'}",
-               "--run-id", case.id, f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=700)
+        run = run_suite(lc, case.select, tmp_path, case.id, rollout_timeout=max(case.rollout_timeout, 60),
+                        timeout=700)
         cluster.api_client.close()
-    output = proc.stdout + proc.stderr
-    assert proc.returncode != 0, f"the suite passed although {case.id} was injected:\n{output[-3000:]}"
-    outcomes = junit_outcomes(junit)
-    assert case.failing_test in outcomes, f"{case.failing_test} did not run: {sorted(outcomes)}\n{output[-2000:]}"
-    messages = outcomes[case.failing_test]
-    assert messages, f"{case.failing_test} did not fail:\n{output[-3000:]}"
-    text = "\n".join(messages)
-    missing = [e for e in REAL_EXPECT.get(case.id, case.expect) if e not in text]
-    assert not missing, f"{case.failing_test} failed without naming {missing}:\n{text[-3000:]}"
+    assert_caught(run, case.id, case.failing_test, REAL_EXPECT.get(case.id, case.expect))

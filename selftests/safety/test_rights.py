@@ -11,9 +11,8 @@ import yaml
 from kubernetes import client as k8s
 
 from localcluster.apiserver.auth import Rule
+from selftests.support import served_cluster_in
 from utilities import preflight, rights
-from utilities.kube import load_cluster
-from utilities.localcluster_process import LocalClusterProcess
 
 NS = "rights-selftest"
 
@@ -41,14 +40,9 @@ def test_every_right_is_granted_by_the_rendered_role():
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    d = tmp_path_factory.mktemp("rights")
-    lc = LocalClusterProcess(d / "cluster")
-    lc.start()
-    admin = load_cluster(lc.kubeconfig, embedded=True)
-    k8s.CoreV1Api(admin.api_client).create_namespace({"metadata": {"name": NS}})
-    yield lc, admin, d
-    admin.api_client.close()
-    lc.stop()
+    with served_cluster_in(tmp_path_factory, "rights") as (lc, admin, d):
+        k8s.CoreV1Api(admin.api_client).create_namespace({"metadata": {"name": NS}})
+        yield lc, admin, d
 
 
 def _runner_kubeconfig(lc, admin, d, name: str, rules: list[dict]) -> str:

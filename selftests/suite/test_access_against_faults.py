@@ -4,14 +4,10 @@ the healthy run passes with the installer-style certificate kubeconfig (context 
 pushes and pulls as the run's ServiceAccount with a TokenRequest token)."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from selftests.suite.test_suite_against_faults import junit_outcomes, set_faults
-from utilities.kube import load_cluster
-from utilities.localcluster_process import REPO_ROOT, LocalClusterProcess
+from selftests.support import run_suite, served_cluster_in
 
 ACCESS = "tests/test_registry_access.py"
 CHECKS = {
@@ -33,23 +29,15 @@ FAULTS = {
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    d = tmp_path_factory.mktemp("access")
-    lc = LocalClusterProcess(d / "cluster")
-    lc.start()
-    cluster = load_cluster(lc.kubeconfig, embedded=True)
-    yield lc, cluster, d
-    cluster.api_client.close()
-    lc.stop()
+    with served_cluster_in(tmp_path_factory, "access") as served:
+        yield served
 
 
 def _run(lc, d, run_id, *select):
-    junit = d / f"{run_id}.xml"
-    cmd = [sys.executable, "-m", "pytest", *select, f"--kubeconfig={lc.kubeconfig}", "--context=system:admin",
-           "--allow-destructive", "--backend=emptydir", "--ingress-address", lc.info["ingress_address"], "--rollout-timeout", "60",
-           f"--reports-dir={d / 'reports'}", "--run-id", run_id, f"--junitxml={junit}", "-p", "no:cacheprovider",
-           "-q"]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
-    return proc.returncode, proc.stdout.decode(errors="replace"), junit
+    # As the installer's kubeconfig (a client certificate), the suite's default graces.
+    run = run_suite(lc, [*select, "--context=system:admin", "--backend=emptydir"], d, run_id, rollout_timeout=60,
+                    grace=None, timeout=600)
+    return run.returncode, run.output, run.junit
 
 
 def _case(outcomes, name):

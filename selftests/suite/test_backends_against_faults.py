@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from selftests.suite.test_suite_against_faults import junit_outcomes, set_faults
-from selftests.support import served_cluster
+from selftests.suite.test_suite_against_faults import assert_caught, set_faults
+from selftests.support import SuiteRun, run_suite, served_cluster_in
 from utilities import kube
 from utilities.localcluster_process import REPO_ROOT, LocalClusterProcess
 
@@ -74,27 +74,14 @@ def junit_skips(path: Path) -> dict[str, str]:
             for tc in ET.parse(path).getroot().iter("testcase") if tc.find("skipped") is not None}
 
 
-def run_suite(lc: LocalClusterProcess, tmp: Path, run_id: str, args: list[str]) -> tuple[int, str, Path]:
-    junit = tmp / f"{run_id}.xml"
-    cmd = [sys.executable, "-m", "pytest", *args, f"--kubeconfig={lc.kubeconfig}", "--allow-destructive",
-           "--ingress-address", lc.info["ingress_address"], "--rollout-timeout", "40", "--grace=all=3",
-           f"--reports-dir={tmp / 'reports'}", "--run-id", run_id, f"--junitxml={junit}",
-           "-p", "no:cacheprovider", "-q"]
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        output = proc.communicate(timeout=300)[0].decode(errors="replace")
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        output = proc.communicate()[0].decode(errors="replace")
-        pytest.fail(f"the suite did not finish within 300 s:\n{output[-3000:]}")
-    return proc.returncode, output, junit
+def run_backends(lc: LocalClusterProcess, tmp: Path, run_id: str, args: list[str]) -> SuiteRun:
+    return run_suite(lc, args, tmp, run_id, rollout_timeout=40, timeout=300)
 
 
 @pytest.fixture(scope="module")
 def odf_cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("backends-odf")
-    with served_cluster(tmp / "cluster") as (lc, cluster):
-        yield lc, cluster, tmp
+    with served_cluster_in(tmp_path_factory, "backends-odf") as served:
+        yield served
 
 
 @pytest.mark.parametrize("case", ODF_CASES, ids=[c.id for c in ODF_CASES])
@@ -102,17 +89,10 @@ def test_backend_check_names_the_cause(case: Case, odf_cluster):
     lc, cluster, tmp = odf_cluster
     set_faults(cluster, case.faults)
     try:
-        rc, output, junit = run_suite(lc, tmp, case.id, case.args)
+        run = run_backends(lc, tmp, case.id, case.args)
     finally:
         set_faults(cluster, {k: None for k in case.faults})
-    assert rc != 0, f"the suite passed although {case.id} was injected:\n{output[-3000:]}"
-    outcomes = junit_outcomes(junit)
-    assert case.failing_test in outcomes, f"{case.failing_test} did not run: {sorted(outcomes)}\n{output[-2000:]}"
-    messages = outcomes[case.failing_test]
-    assert messages, f"{case.failing_test} did not fail:\n{output[-3000:]}"
-    text = "\n".join(messages)
-    missing = [e for e in case.expect if e not in text]
-    assert not missing, f"the failure does not name {missing}:\n{text[:4000]}"
+    assert_caught(run, case.id, case.failing_test, case.expect)
     # Nothing the suite created is left behind.
     assert not kube.call(cluster.custom.list_namespaced_custom_object, "objectbucket.io", "v1alpha1",
                          "openshift-storage", "objectbucketclaims")["items"], "ObjectBucketClaims left behind"
@@ -124,12 +104,13 @@ def test_without_odf_the_odf_backends_skip_with_the_reason(tmp_path):
     lc = LocalClusterProcess(tmp_path / "cluster", ["--no-odf"])
     lc.start()
     try:
-        rc, output, junit = run_suite(lc, tmp_path, "no-odf", [BACKENDS, "--backend", "cephfs", "--backend",
-                                                               "ceph-rgw", "--backend", "noobaa", "-k", "rollout"])
+        run = run_backends(lc, tmp_path, "no-odf", [BACKENDS, "--backend", "cephfs", "--backend",
+                                                    "ceph-rgw", "--backend", "noobaa", "-k", "rollout"])
     finally:
         lc.stop()
-    assert rc == 0, f"the suite did not pass (skips expected):\n{output[-3000:]}"
-    skips = junit_skips(junit)
+    output = run.output
+    assert run.returncode == 0, f"the suite did not pass (skips expected):\n{output[-3000:]}"
+    skips = junit_skips(run.junit)
     want = {"test_rollout_completes[cephfs]": "StorageClass ocs-storagecluster-cephfs not found",
             "test_rollout_completes[ceph-rgw]": "ObjectBucketClaim class ocs-storagecluster-ceph-rgw not found",
             "test_rollout_completes[noobaa]": "ObjectBucketClaim class openshift-storage.noobaa.io not found"}

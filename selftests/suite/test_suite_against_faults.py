@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from selftests.support import SuiteRun, run_suite
 from utilities import kube
 from utilities.kube import load_cluster
-from utilities.localcluster_process import REPO_ROOT, LocalClusterProcess
+from utilities.localcluster_process import LocalClusterProcess
 
 FAULTS_NS, FAULTS_CM = "localcluster-system", "localcluster-faults"
 BACKENDS = "tests/test_storage_backends.py"
@@ -81,6 +80,22 @@ def junit_outcomes(path: Path) -> dict[str, list[str]]:
     return out
 
 
+def assert_caught(run: SuiteRun, case_id: str, failing_test: str, expect: Sequence[str]) -> None:
+    """The run with `case_id` injected failed, `failing_test` ("*": any test) failed in it, and its
+    messages name every one of `expect`."""
+    assert run.returncode != 0, f"the suite passed although {case_id} was injected:\n{run.output[-3000:]}"
+    outcomes = junit_outcomes(run.junit)
+    if failing_test == "*":
+        messages = [m for ms in outcomes.values() for m in ms]
+    else:
+        assert failing_test in outcomes, f"{failing_test} did not run: {sorted(outcomes)}\n{run.output[-2000:]}"
+        messages = outcomes[failing_test]
+    assert messages, f"{failing_test} did not fail:\n{run.output[-3000:]}"
+    text = "\n".join(messages)
+    missing = [e for e in expect if e not in text]
+    assert not missing, f"the failure does not name {missing}:\n{text[:4000]}"
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_suite_reports_the_cause(case: Case, tmp_path):
     lc = LocalClusterProcess(tmp_path / "cluster", case.serve_args)
@@ -89,35 +104,9 @@ def test_suite_reports_the_cause(case: Case, tmp_path):
         cluster = load_cluster(lc.kubeconfig, embedded=True)
         if case.faults and not case.after_snapshot:
             set_faults(cluster, case.faults)
-        junit = tmp_path / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", *case.select, f"--kubeconfig={lc.kubeconfig}",
-               "--allow-destructive", "--ingress-address", lc.info["ingress_address"],
-               "--rollout-timeout", str(case.rollout_timeout), "--grace=all=3", f"--reports-dir={tmp_path / 'reports'}",
-               "--run-id", case.id, f"--junitxml={junit}", "-p", "no:cacheprovider", "-q"]
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        if case.after_snapshot:
-            snapshot = tmp_path / "reports" / case.id / "config-snapshot.json"
-            deadline = time.monotonic() + 60
-            while not snapshot.exists() and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            set_faults(cluster, case.faults)
-        try:
-            output = proc.communicate(timeout=600)[0].decode(errors="replace")
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output = proc.communicate()[0].decode(errors="replace")
-            pytest.fail(f"the suite did not finish within 600 s:\n{output[-3000:]}")
+        run = run_suite(lc, case.select, tmp_path, case.id, rollout_timeout=case.rollout_timeout,
+                        after_snapshot=(lambda: set_faults(cluster, case.faults)) if case.after_snapshot else None)
         cluster.api_client.close()
     finally:
         lc.stop()
-    assert proc.returncode != 0, f"the suite passed although {case.id} was injected:\n{output[-3000:]}"
-    outcomes = junit_outcomes(junit)
-    if case.failing_test == "*":
-        messages = [m for ms in outcomes.values() for m in ms]
-    else:
-        assert case.failing_test in outcomes, f"{case.failing_test} did not run: {sorted(outcomes)}\n{output[-2000:]}"
-        messages = outcomes[case.failing_test]
-    assert messages, f"{case.failing_test} did not fail:\n{output[-3000:]}"
-    text = "\n".join(messages)
-    missing = [e for e in case.expect if e not in text]
-    assert not missing, f"the failure does not name {missing}:\n{text[:4000]}"
+    assert_caught(run, case.id, case.failing_test, case.expect)
