@@ -44,6 +44,10 @@ class LocalCluster:
 
         s = self.settings
         self._make_state_dir()
+        if s.odf and not s.must_gather:
+            from localcluster.odf import ODF
+            self.odf = ODF(s)
+            self.odf.begin()        # the S3 servers start while the API server does
 
         self.api_ca = CertificateAuthority.create("localcluster-kube-apiserver-ca")
         api_cert, api_key = self.api_ca.issue(
@@ -65,11 +69,6 @@ class LocalCluster:
         service_ca = CertificateAuthority.create("openshift-service-serving-signer@localcluster")
         admin = self.user("kube:admin")
         await seed(self._client(admin.token), s, ingress_ca, self.api.url)
-        if s.odf:
-            from localcluster.odf import ODF, seed_odf
-            self.odf = ODF(s)
-            await self.odf.start()
-            await seed_odf(self._client(admin.token), s, self.odf)
 
         # The cluster network (route hosts, <svc>.<ns>.svc) for registry processes and the operator.
         from localcluster.netproxy import NetProxy
@@ -101,11 +100,15 @@ class LocalCluster:
             ImageRegistryOperator(self._client(admin.token), s),
             ControlPlaneOperators(self._client(admin.token), s),
         ]
-        if self.odf is not None:
-            from localcluster.odf import ObjectBucketProvisioner
-            controllers.append(ObjectBucketProvisioner(self._client(admin.token), s, odf=self.odf))
         self.router = Router(self._client(admin.token), s)
         self._run_tasks(controllers + [self.router])
+        if self.odf is not None:
+            # The S3 servers have been starting meanwhile (ODF.begin): the ODF objects and the
+            # ObjectBucketClaim provisioner once they answer. Ready only after this.
+            from localcluster.odf import ObjectBucketProvisioner, seed_odf
+            await self.odf.start()
+            await seed_odf(self._client(admin.token), s, self.odf)
+            self._run_tasks([ObjectBucketProvisioner(self._client(admin.token), s, odf=self.odf)])
         await self._wait_for_router()
 
     def _make_state_dir(self) -> None:
