@@ -7,10 +7,8 @@ medians. Nothing is asserted: figures are printed (bench/ never fails on speed).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys

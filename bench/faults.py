@@ -115,7 +115,7 @@ def main(argv=None) -> None:
         res = interleave(a.repeat, subjects)
         for case in cases:
             f = Series(f"{case.id}: to failure", "s", res[case.id])
-            h = Series(f"   healthy, same selection", "s", res[healthy_of[case.id]])
+            h = Series("   healthy, same selection", "s", res[healthy_of[case.id]])
             ratio = f.median / h.median if h.median else float("nan")
             print("  ", f.line())
             print("  ", h.line())

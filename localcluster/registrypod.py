@@ -24,7 +24,6 @@ import atexit
 import base64
 import ctypes
 import hashlib
-import json
 import logging
 import os
 import re

@@ -13,7 +13,7 @@ import os
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 import tenacity
 import urllib3

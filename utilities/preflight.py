@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from utilities import kube, rights
-from utilities.kube import CONFIG_GVR, REGISTRY_NAMESPACE, Cluster
+from utilities.kube import CONFIG_GVR, Cluster
 
 # Exit statuses. pytest's own: 0 passed, 1 tests failed, 2 interrupted, 3 internal error,
 # 4 usage error (an unknown option or a bad option value), 5 no tests collected.

@@ -15,7 +15,6 @@ import time
 from typing import Any, Callable
 
 from kubernetes import watch
-from kubernetes.client.exceptions import ApiException
 
 from utilities import kube, progress
 from utilities.kube import (CLUSTEROPERATOR_GVR, CONFIG_GVR, CONFIG_NAME, REGISTRY_DEPLOYMENT,

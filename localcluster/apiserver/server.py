@@ -24,7 +24,7 @@ from .chaos import CHAOS_PATH, COMPONENT_HEADER, Chaos
 from .errors import APIError
 from .patch import json_patch, merge_patch, strategic_merge
 from .resources import CONNECT_SUBRESOURCES, SUBRESOURCE_KINDS, Registry
-from .selectors import FieldSelector, LabelSelector, label_selector_from_dict
+from .selectors import FieldSelector, LabelSelector
 from .store import Store, Watcher
 from .validation import validate
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
-import hashlib
 import json
 import logging
 import secrets

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import yaml
 
-from localcluster import settings as S
 from localcluster.client import ApiError, path
 from localcluster.realcp import binaries
 

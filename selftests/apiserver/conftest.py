@@ -2,9 +2,7 @@
 kubeconfig with the three users, and official `kubernetes` clients for them."""
 from __future__ import annotations
 
-import asyncio
 import base64
-import threading
 import uuid
 
 import pytest

@@ -224,8 +224,8 @@ def test_refusals(core, ns, cluster, echo_server):
     port = str(echo_server)
     assert _handshake(cluster, "kube:admin", ns, "ok", port) == (101, "v4.channel.k8s.io")
     cases = [
-        ("kube:admin", "pending", port, 400, "BadRequest", f"unable to upgrade connection: pod pending is not "
-                                                           f"running (current phase is Pending)"),
+        ("kube:admin", "pending", port, 400, "BadRequest", "unable to upgrade connection: pod pending is not "
+                                                           "running (current phase is Pending)"),
         ("kube:admin", "unbound", port, 400, "BadRequest", "pod unbound does not have a host assigned"),
         ("kube:admin", "done", port, 400, "BadRequest", "unable to upgrade connection: pod done is not running "
                                                         "(current phase is Succeeded)"),

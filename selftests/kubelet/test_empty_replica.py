@@ -91,7 +91,7 @@ def image(replicas):
 
 
 def _serves(replicas, ip, digest, blob):
-    return [replicas.get(ip, f"/v2/team-e/app/manifests/v1").status_code,
+    return [replicas.get(ip, "/v2/team-e/app/manifests/v1").status_code,
             replicas.get(ip, f"/v2/team-e/app/manifests/{digest}", method="HEAD").status_code,
             replicas.get(ip, f"/v2/team-e/app/blobs/{blob}").status_code,
             replicas.get(ip, f"/v2/team-e/app/blobs/{blob}", method="HEAD").status_code]

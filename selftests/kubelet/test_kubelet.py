@@ -12,7 +12,6 @@ import requests
 
 from selftests.kubelet.kubelet_oci import Registry, RegistryError
 from selftests.kubelet.kubelet_support import b64, pause_pod, registry_pid_of, registry_pids_under, registry_pod
-from localcluster.client import path
 from localcluster.settings import APPS_DOMAIN, FAULTS_CONFIGMAP, FAULTS_NAMESPACE
 
 NS = "openshift-image-registry"

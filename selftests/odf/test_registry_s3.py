@@ -9,7 +9,7 @@ import botocore
 import pytest
 
 from selftests.kubelet.kubelet_oci import Registry, RegistryError
-from selftests.odf.conftest import NS, wait_for
+from selftests.odf.conftest import wait_for
 
 IR = "openshift-image-registry"
 CFG = ("imageregistry.operator.openshift.io", "v1", "configs", "cluster")

@@ -2,9 +2,7 @@
 against it (--kubeconfig --allow-destructive), and what to compare before and after."""
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
 import threading

@@ -7,18 +7,12 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
 
 from selftests.safety.conftest import start_local
 from utilities import kube, redact
-from utilities.localcluster_process import REPO_ROOT
-from utilities.lock import read_lock
-from utilities.leftovers import find_leftovers
 
 CHAOS = ["--api-error-rate=0.1", "--api-latency=0.01", "--api-watch-drop-rate=0.1", "--api-conflict-rate=0.05",
          "--api-chaos-seed=42"]

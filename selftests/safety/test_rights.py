@@ -3,7 +3,6 @@ renders is exactly enough (issue 7 item 16). Against a local cluster whose API s
 ServiceAccounts with RBAC objects and applies kube's escalation check."""
 from __future__ import annotations
 
-import base64
 import copy
 
 import pytest

@@ -118,7 +118,6 @@ def test_odf_412_bucket_listing_over_the_plain_http_route(odf412, tmp_path):
     serve command prints), not https (where the router answers 503 for that host)."""
     import shlex
     import subprocess
-    import sys
     import xml.etree.ElementTree as ET
     from utilities.localcluster_process import REPO_ROOT
     lc, _cluster = odf412

@@ -9,7 +9,6 @@ containers stopped.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 

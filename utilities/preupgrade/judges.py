@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import re
 
-from utilities.preupgrade.verdicts import (FAIL, PASS, SKIP, WARN, Verdict, failed, not_applicable, passed, skipped,
+from utilities.preupgrade.verdicts import (Verdict, failed, not_applicable, passed, skipped,
                                            warned, worst)
 
 GI = 1024 ** 3
@@ -291,8 +291,8 @@ def claim_access(config: dict, pvc: dict | None) -> Verdict:
     src = "operator-facts §3.3, §10.1"
     if "ReadWriteMany" in modes:
         if n == 1:
-            return warned(f"ReadWriteMany claim with 1 replica: not highly available (a node drain stops the "
-                          f"registry); 2 replicas are supported on RWX", "operator-facts §3.4")
+            return warned("ReadWriteMany claim with 1 replica: not highly available (a node drain stops the "
+                          "registry); 2 replicas are supported on RWX", "operator-facts §3.4")
         return passed(f"ReadWriteMany claim, {n} replicas, {strategy}")
     if "ReadWriteOnce" in modes:
         if n > 1:
