@@ -56,12 +56,15 @@ def probe_pod(name: str, claim: str, node_hostname: str, image: str, labels: dic
 
 
 def _started(pod: dict) -> str | None:
+    """What shows the probe's container ran, so its volume was attached and mounted: phase Running or
+    Succeeded, or a container running or terminated after it started. A pod Failed before any
+    container started (rejected by its node) does not count: that is no verdict on the claim."""
     status = pod.get("status") or {}
-    if status.get("phase") in ("Running", "Succeeded", "Failed"):
+    if status.get("phase") in ("Running", "Succeeded"):
         return f"phase {status['phase']}"
     for cs in status.get("containerStatuses") or []:
         state = cs.get("state") or {}
-        if "running" in state or "terminated" in state:
+        if "running" in state or (state.get("terminated") or {}).get("startedAt"):
             return f"container {cs.get('name')} {next(iter(state))}"
     return None
 
@@ -93,15 +96,15 @@ def probe_other_node(cluster: Cluster, *, claim: str, node: str, node_hostname: 
             raise
     uid = created.metadata.uid
     verdict = Verdict(name, node)
-    selector = {"namespace": REGISTRY_NAMESPACE, "field_selector": f"metadata.name={name}"}
+    pods = {"namespace": REGISTRY_NAMESPACE, "field_selector": f"metadata.name={name}"}
+    about = {"namespace": REGISTRY_NAMESPACE, "field_selector": f"involvedObject.uid={uid}"}
     state: dict = {"pod": None, "events": []}
 
     def evaluate():
         pod = kube.get_or_none(cluster.core.read_namespaced_pod, name, REGISTRY_NAMESPACE)
         pod = cluster.api_client.sanitize_for_serialization(pod) if pod is not None else None
-        events = [cluster.api_client.sanitize_for_serialization(e) for e in
-                  kube.call(cluster.core.list_namespaced_event, REGISTRY_NAMESPACE).items
-                  if e.involved_object and e.involved_object.uid == uid]
+        events = cluster.api_client.sanitize_for_serialization(
+            kube.call(cluster.core.list_namespaced_event, **about).items)
         state.update(pod=pod, events=events)
         if pod is None:
             verdict.status = "the probe pod was deleted by someone else"
@@ -121,8 +124,8 @@ def probe_other_node(cluster: Cluster, *, claim: str, node: str, node_hostname: 
         return None
 
     try:
-        sources = [("pods", cluster.core.list_namespaced_pod, selector),
-                   ("events", cluster.core.list_namespaced_event, {"namespace": REGISTRY_NAMESPACE})]
+        sources = [("pods", cluster.core.list_namespaced_pod, pods),
+                   ("events", cluster.core.list_namespaced_event, about)]
         try:
             waits._wait_loop(sources, evaluate, timeout, lambda: _status_text(state["pod"], state["events"]),
                              f"the ReadWriteOnce probe {name} on node {node}")
