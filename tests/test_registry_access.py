@@ -57,8 +57,16 @@ def outsider(cluster, test_namespace, pytestconfig):
             yield who
 
 
-def _accepted(what: str, who: str, why: str) -> str:
-    return f"the registry accepted {what} by {who}; it must refuse it ({why})"
+def _must_refuse(action, what: str, who: str, why: str) -> None:
+    """Run `action()`: the registry must answer access denied (AccessDenied). Fails naming what was
+    tried, by whom, what came instead, and why it must be refused."""
+    try:
+        action()
+    except AccessDenied:
+        return
+    except RegistryError as e:
+        pytest.fail(f"{what} by {who}: expected access denied (401 Basic realm=openshift or 403), got {e}")
+    pytest.fail(f"the registry accepted {what} by {who}; it must refuse it ({why})")
 
 
 def test_push_without_push_role_is_refused(cluster, backend_route, pushed, puller_only):
@@ -69,54 +77,29 @@ def test_push_without_push_role_is_refused(cluster, backend_route, pushed, pulle
             pytest.fail(f"{puller_only.describe()} cannot pull {pushed.repository}:{pushed.tag}, so the push "
                         f"refusal below would prove nothing: {e}")
         repo = f"{pushed.repository.split('/')[0]}/pushed-by-puller"
-        try:
-            client.push_image(repo, "t", build_random_image())
-        except AccessDenied:
-            return
-        except RegistryError as e:
-            pytest.fail(f"push to {repo} by {puller_only.describe()}: expected access denied (401 Basic "
-                        f"realm=openshift or 403), got {e}")
-    pytest.fail(_accepted(f"a push to {repo}", puller_only.describe(),
-                          "system:image-puller grants get on imagestreams/layers only; pushing needs update, "
-                          "i.e. system:image-builder or system:image-pusher"))
+        _must_refuse(lambda: client.push_image(repo, "t", build_random_image()), f"a push to {repo}",
+                     puller_only.describe(),
+                     "system:image-puller grants get on imagestreams/layers only; pushing needs update, "
+                     "i.e. system:image-builder or system:image-pusher")
 
 
 def test_anonymous_push_is_refused(cluster, backend_route, pushed):
     repo = f"{pushed.repository.split('/')[0]}/pushed-anonymously"
     with steps.registry_client(cluster, backend_route, token=None) as client:
-        try:
-            client.push_image(repo, "t", build_random_image())
-        except AccessDenied:
-            return
-        except RegistryError as e:
-            pytest.fail(f"anonymous push to {repo}: expected access denied (401 Basic realm=openshift or "
-                        f"403), got {e}")
-    pytest.fail(_accepted(f"a push to {repo}", "an anonymous client (no credentials)",
-                          "the anonymous user holds no update on imagestreams/layers"))
+        _must_refuse(lambda: client.push_image(repo, "t", build_random_image()), f"a push to {repo}",
+                     "an anonymous client (no credentials)",
+                     "the anonymous user holds no update on imagestreams/layers")
 
 
 def test_anonymous_pull_is_refused(cluster, backend_route, pushed):
     with steps.registry_client(cluster, backend_route, token=None) as client:
-        try:
-            client.get_manifest(pushed.repository, pushed.tag)
-        except AccessDenied:
-            return
-        except RegistryError as e:
-            pytest.fail(f"anonymous pull of {pushed.repository}:{pushed.tag}: expected access denied "
-                        f"(401 Basic realm=openshift or 403), got {e}")
-    pytest.fail(_accepted(f"a pull of {pushed.repository}:{pushed.tag}", "an anonymous client (no credentials)",
-                          "the anonymous user holds no get on imagestreams/layers in "
-                          f"{pushed.repository.split('/')[0]}"))
+        _must_refuse(lambda: client.get_manifest(pushed.repository, pushed.tag),
+                     f"a pull of {pushed.repository}:{pushed.tag}", "an anonymous client (no credentials)",
+                     f"the anonymous user holds no get on imagestreams/layers in {pushed.repository.split('/')[0]}")
 
 
 def test_pull_without_rights_is_refused(cluster, backend_route, pushed, outsider):
     with steps.registry_client(cluster, backend_route, token=outsider.token()) as client:
-        try:
-            client.get_manifest(pushed.repository, pushed.tag)
-        except AccessDenied:
-            return
-        except RegistryError as e:
-            pytest.fail(f"pull of {pushed.repository}:{pushed.tag} by {outsider.describe()}: expected access "
-                        f"denied (401 Basic realm=openshift or 403), got {e}")
-    pytest.fail(_accepted(f"a pull of {pushed.repository}:{pushed.tag}", outsider.describe(),
-                          f"it holds no get on imagestreams/layers in {pushed.repository.split('/')[0]}"))
+        _must_refuse(lambda: client.get_manifest(pushed.repository, pushed.tag),
+                     f"a pull of {pushed.repository}:{pushed.tag}", outsider.describe(),
+                     f"it holds no get on imagestreams/layers in {pushed.repository.split('/')[0]}")
