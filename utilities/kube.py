@@ -175,6 +175,28 @@ def get_or_none(fn: Callable[..., T], *args, **kwargs) -> T | None:
         raise
 
 
+CONFLICT_ATTEMPTS = 10       # re-reads of one read-modify-write on 409 Conflict
+
+
+def replace_latest(read: Callable, replace: Callable, name: str, namespace: str,
+                   make_body: Callable[[dict], dict], plain: Callable[[object], dict],
+                   attempts: int = CONFLICT_ATTEMPTS) -> tuple[dict, dict]:
+    """Read-modify-write of one namespaced object: read it, PUT `make_body(read object)` (which keeps
+    the read resourceVersion, so the write is conditional), and on 409 Conflict (it changed meanwhile)
+    read it again and retry. Returns (the object as read before the successful write, the written
+    object), both as plain dicts (`plain` turns a client model into one)."""
+    for i in range(attempts):
+        before = plain(call(read, name, namespace))
+        try:
+            return before, plain(call(replace, name, namespace, make_body(before)))
+        except ApiException as e:
+            if e.status != 409 or i == attempts - 1:
+                raise
+            logging.getLogger(__name__).info("write conflict on %s/%s (try %d), reading again",
+                                             namespace, name, i + 1)
+    raise AssertionError("unreachable")
+
+
 @dataclasses.dataclass
 class Cluster:
     """Everything a test needs to talk to one cluster."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import time
 from typing import Callable, Iterator
 
@@ -472,18 +473,25 @@ def _temporary(cluster: Cluster, kind: str, namespace: str, name: str, data: dic
         finally:
             delete_and_wait(cluster, kind, name, namespace, timeout, uid=_uid(created))
         return
-    saved = _plain(cluster, existing)
-    body = copy.deepcopy(saved)
-    body.pop("binaryData", None)
-    body.pop("stringData", None)
-    body.update(payload)
+    def ours(current: dict) -> dict:
+        body = copy.deepcopy(current)
+        body.pop("binaryData", None)
+        body.pop("stringData", None)
+        body.update(payload)
+        return body
+
+    plain = functools.partial(_plain, cluster)
+    # Both writes re-read on a 409 (another writer in between): what is saved is the object as it was
+    # right before our write, and the restore is based on the latest resourceVersion.
+    saved, written = kube.replace_latest(read, replace, name, namespace, ours, plain)
     try:
-        yield _plain(cluster, kube.call(replace, name, namespace, body))
+        yield written
     finally:
-        current = _plain(cluster, kube.call(read, name, namespace))
-        restore = copy.deepcopy(saved)
-        restore["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        kube.call(replace, name, namespace, restore)
+        def theirs(current: dict) -> dict:
+            restore = copy.deepcopy(saved)
+            restore["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            return restore
+        kube.replace_latest(read, replace, name, namespace, theirs, plain)
 
 
 def s3_credentials(cluster: Cluster, access_key: str, secret_key: str, labels: dict):

@@ -10,7 +10,9 @@ The configuration is read at request time, so it can change while the cluster ru
   [`watchDropMinSeconds`, `watchDropMaxSeconds`] (default 0.1-1.0 s); the stream simply ends, as when
   kube-apiserver closes a watch, and a client must re-watch from its last resourceVersion.
 - `conflictRate`: fraction of updates and patches (PUT/PATCH, subresources included) of existing
-  objects answered `409 Conflict` ("the object has been modified ...") without writing anything.
+  objects answered `409 Conflict` ("the object has been modified ...") without writing anything. Only
+  writes whose body names `metadata.resourceVersion` are chosen, as only those can meet a conflict on
+  kube-apiserver: an update without one is unconditional, and a patch without one is retried there.
 - `seed`: seeds the random generator (one generator for all decisions, so a client making requests one
   after another sees the same sequence of faults for the same seed).
 

@@ -48,6 +48,13 @@ def now_iso(offset: float = 0) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _precondition(body) -> bool:
+    """Whether a PUT/PATCH body names a resourceVersion: only such a write can be answered 409 by
+    kube-apiserver (without one, an update is unconditional and a patch is retried server-side)."""
+    meta = body.get("metadata") if isinstance(body, dict) else None
+    return isinstance(meta, dict) and bool(meta.get("resourceVersion"))
+
+
 def _truthy(v) -> bool:
     return str(v).lower() in ("true", "1")
 
@@ -378,14 +385,14 @@ class APIServer:
             obj = self._create(rt, namespace, body)
             return self._json(obj, 201)
         if verb in ("update", "patch"):
+            body = await self._body(request)
             chaos = request.get(_CHAOS)
-            if chaos is not None and self.store.get(rt.key, namespace, name) is not None and chaos.conflict():
+            if (chaos is not None and _precondition(body) and self.store.get(rt.key, namespace, name) is not None
+                    and chaos.conflict()):
                 raise errors.conflict(rt, name)
         if verb == "update":
-            body = await self._body(request)
             return self._json(self._update(rt, namespace, name, body, sub))
         if verb == "patch":
-            body = await self._body(request)
             ctype = request.content_type
             return self._json(self._patch(rt, namespace, name, body, ctype, sub))
         if verb == "delete":
