@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="the ODF release (default 4.18; 4.12 serves the RGW route as plain HTTP)")
     serve.add_argument("--provision-delay", type=float, default=None)
     serve.add_argument("--pod-start-delay", type=float, default=None)
+    serve.add_argument("--probe-delay-scale", type=float, default=None,
+                       help="readinessProbe initialDelaySeconds is scaled by this (default 0.03: the registry's "
+                            "15 s become 0.45 s; 0: ready as soon as the probe answers)")
     serve.add_argument("--router-port", type=int, default=None, help="router port (default: a free one)")
     serve.add_argument("--api-port", type=int, default=None, help="API server port (default: a free one)")
     chaos = serve.add_argument_group("API server fault injection (the suite's requests only; "

@@ -57,6 +57,9 @@ class Settings:
     provision_delay: float = 0.05     # PVC -> bound PV
     pod_start_delay: float = 0.05     # scheduled -> container started
     probe_interval: float = 0.2       # readiness probe period
+    # readinessProbe initialDelaySeconds times this (the registry's 15 s -> 0.45 s): a restarted registry
+    # is down for a while, as on a real cluster, not ready the instant its process listens.
+    probe_delay_scale: float = 0.03
     resync_seconds: float = 30.0      # informer resync period
     # Router listen address; port 0 picks a free port.
     router_host: str = "127.0.0.1"

@@ -24,6 +24,7 @@ import random
 import secrets
 import shutil
 import socket
+import time
 import zlib
 from pathlib import Path
 
@@ -84,6 +85,7 @@ class _Container:
                             and (not command.strip() or "dockerregistry" in command))
         self.runtime: RegistryContainer | None = None
         self.started_at: str | None = None
+        self.started_mono: float | None = None     # time.monotonic() of the (re)start, for initialDelaySeconds
         self.ready = False
         self.restart_count = 0
         self.last_state: dict = {}
@@ -497,6 +499,8 @@ class _PodWorker:
             await c.runtime.start()
         c.container_id = "cri-o://" + secrets.token_hex(32)
         c.started_at = _now()
+        c.started_mono = time.monotonic()
+        c.started_mono = time.monotonic()
         c.waiting = None
         if not c.is_registry:
             c.ready = True
@@ -512,7 +516,13 @@ class _PodWorker:
             await self.event("Warning", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503",
                              every=2)
             return False
-        probe = (c.spec.get("readinessProbe") or {}).get("httpGet")
+        readiness = c.spec.get("readinessProbe") or {}
+        # No probe before initialDelaySeconds (scaled: Settings.probe_delay_scale), as a real kubelet:
+        # the registry's 15 s is the window in which a restarted registry is seen down.
+        delay = float(readiness.get("initialDelaySeconds") or 0) * self.k.settings.probe_delay_scale
+        if c.started_mono is not None and time.monotonic() - c.started_mono < delay:
+            return False
+        probe = readiness.get("httpGet")
         if probe is None:
             return c.runtime.exited() is None
         port = probe.get("port", 5000)
