@@ -201,6 +201,30 @@ def test_emptydir_removed_with_pod(cluster):
     assert not (cluster.settings.state_dir / "pods" / uid).exists()
 
 
+def test_readiness_waits_for_the_scaled_initial_delay(cluster):
+    """No readiness probe before initialDelaySeconds x probe_delay_scale (the operator's 15 s): the pod's
+    container runs, answers /healthz, and is still not Ready; then it is."""
+    pod = registry_pod(NS, "image-registry-delayed", "worker-1", claim=None)
+    c = pod["spec"]["containers"][0]
+    c["readinessProbe"] = dict(c["readinessProbe"], initialDelaySeconds=15)
+    delay = 15 * cluster.settings.probe_delay_scale
+    assert delay > 0.2, "the kubelet selftests' settings leave no delay to see"
+    cluster.apply(pod)
+    try:
+        started = cluster.wait(lambda: (time.monotonic() if ((cluster.pod(NS, "image-registry-delayed") or {})
+                                        .get("status", {}).get("containerStatuses") or [{}])[0].get("started")
+                                        else None), timeout=15, what="container started")
+        ip = cluster.pod(NS, "image-registry-delayed")["status"]["podIP"]
+        cluster.wait(lambda: requests.get(f"https://{ip}:5000/healthz", verify=False, timeout=2).ok,
+                     timeout=10, what="/healthz answers")
+        if time.monotonic() - started < delay * 0.8:
+            assert not cluster.ready(NS, "image-registry-delayed"), "Ready before the initial delay"
+        cluster.wait(lambda: cluster.ready(NS, "image-registry-delayed"), timeout=15, what="Ready after the delay")
+        assert time.monotonic() - started >= delay * 0.9
+    finally:
+        cluster.delete_pod(NS, "image-registry-delayed", grace=0)
+
+
 def test_zz_stop_leaves_no_registry_process(cluster, registry):
     assert registry_pids_under(cluster.settings.state_dir)
     cluster.stop()
