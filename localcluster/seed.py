@@ -126,10 +126,10 @@ async def _create(client, collection: str, body: dict, status: dict | None = Non
 
 
 async def seed(client, settings: S.Settings, ingress_ca: CertificateAuthority, api_url: str) -> None:
-    for ns, annotations in NAMESPACES.items():
+    for ns, notes in NAMESPACES.items():
         await _create(client, path("v1", "namespaces"), {
             "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": ns, "annotations": dict(annotations),
+            "metadata": {"name": ns, "annotations": dict(notes),
                          "labels": {"kubernetes.io/metadata.name": ns}},
         })
 

@@ -318,14 +318,14 @@ def go_storage_member(key: str, value: Optional[dict]) -> Optional[dict]:
     if value is None:
         return None
     out = copy.deepcopy(value)
-    for field in _OMITEMPTY.get(key, ()):
-        if field in out and out[field] in (False, 0, "", None, {}):
-            del out[field]
-    for field, zero in _ALWAYS.get(key, {}).items():
-        if field not in out or out[field] is None:
-            out[field] = copy.deepcopy(zero)
-        elif isinstance(zero, dict) and isinstance(out[field], dict):
-            out[field] = {**copy.deepcopy(zero), **out[field]}
+    for name in _OMITEMPTY.get(key, ()):
+        if name in out and out[name] in (False, 0, "", None, {}):
+            del out[name]
+    for name, zero in _ALWAYS.get(key, {}).items():
+        if name not in out or out[name] is None:
+            out[name] = copy.deepcopy(zero)
+        elif isinstance(zero, dict) and isinstance(out[name], dict):
+            out[name] = {**copy.deepcopy(zero), **out[name]}
     return out
 
 
