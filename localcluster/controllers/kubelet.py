@@ -500,7 +500,6 @@ class _PodWorker:
         c.container_id = "cri-o://" + secrets.token_hex(32)
         c.started_at = _now()
         c.started_mono = time.monotonic()
-        c.started_mono = time.monotonic()
         c.waiting = None
         if not c.is_registry:
             c.ready = True
@@ -563,6 +562,7 @@ class _PodWorker:
         await c.runtime.restart_process()
         c.container_id = "cri-o://" + secrets.token_hex(32)
         c.started_at = _now()
+        c.started_mono = time.monotonic()
         c.waiting = None
         await self.event("Normal", "Started", f"Started container {c.name}")
 

@@ -221,6 +221,13 @@ def test_readiness_waits_for_the_scaled_initial_delay(cluster):
             assert not cluster.ready(NS, "image-registry-delayed"), "Ready before the initial delay"
         cluster.wait(lambda: cluster.ready(NS, "image-registry-delayed"), timeout=15, what="Ready after the delay")
         assert time.monotonic() - started >= delay * 0.9
+        # After a crash the restarted container waits the delay again.
+        os.kill(registry_pid_of(cluster, NS, "image-registry-delayed"), signal.SIGKILL)
+        restarted = cluster.wait(lambda: (time.monotonic() if cluster.pod(NS, "image-registry-delayed")["status"]
+                                          ["containerStatuses"][0]["restartCount"] == 1 else None),
+                                 timeout=15, what="restartCount 1")
+        cluster.wait(lambda: cluster.ready(NS, "image-registry-delayed"), timeout=15, what="Ready after the restart")
+        assert time.monotonic() - restarted >= delay * 0.9, "Ready again without the initial delay after a restart"
     finally:
         cluster.delete_pod(NS, "image-registry-delayed", grace=0)
 
