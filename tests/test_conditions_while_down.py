@@ -124,6 +124,13 @@ def test_config_conditions_while_down(restart_observed):
         else:   # some ready: MinimumAvailability (NoReplicasAvailable if none is available yet), never Ready
             ok = got in (("True", "MinimumAvailability"), ("False", "NoReplicasAvailable"))
             want = "True/MinimumAvailability"
+            # 4.22 and later (CIRO master syncStatus, operator-facts §6.4) say Ready when the Deployment's
+            # availableReplicas equals its status.replicas, which can be below spec.replicas for a
+            # moment while a replacement pod is not yet counted; 4.12-4.21 compare with spec.replicas.
+            dep = state_at(obs.deployment, ev.t)
+            dst = ((dep.obj if dep else None) or {}).get("status") or {}
+            if got == ("True", "Ready") and 0 < int(dst.get("availableReplicas") or 0) == int(dst.get("replicas") or 0):
+                ok = True
         if not ok:
             problems.append(f"Config cluster: status.readyReplicas {ready} of spec.replicas {obs.replicas}, but "
                             f"Available={_fmt(avail)}; expected Available={want} "
