@@ -197,6 +197,22 @@ def replace_latest(read: Callable, replace: Callable, name: str, namespace: str,
     raise AssertionError("unreachable")
 
 
+class ApiClient(k8s.ApiClient):
+    """The official ApiClient, with one of its bugs mended: a TLS failure while connecting (an
+    `SSLError`, e.g. a handshake the server closed under load) becomes `ApiException(status=0)`
+    without a body, and the client then calls `.decode()` on that body, raising `AttributeError`
+    instead. That hid a transient transport error from `is_transient` (no retry) and from error
+    messages. Here the missing body becomes empty, so the ApiException itself is raised."""
+
+    def request(self, *args, **kwargs):
+        try:
+            return super().request(*args, **kwargs)
+        except ApiException as e:
+            if e.body is None:
+                e.body = b""
+            raise
+
+
 @dataclasses.dataclass
 class Cluster:
     """Everything a test needs to talk to one cluster."""
@@ -337,7 +353,7 @@ def load_cluster(kubeconfig: str | os.PathLike, context: str | None = None, *, e
     token = auth.split(" ", 1)[1] if auth.lower().startswith("bearer ") else auth
     if not token:
         token = _token_from_kubeconfig(kubeconfig, context)
-    api_client = k8s.ApiClient(cfg)
+    api_client = ApiClient(cfg)
     return Cluster(api_client=api_client, token=token, server=cfg.host, ca_file=cfg.ssl_ca_cert or "",
                    kubeconfig=str(kubeconfig), context=context, embedded=embedded,
                    ingress_address=ingress_address, ingress_http_address=ingress_http_address,

@@ -99,7 +99,7 @@ def open_local_port(core_v1_api, namespace: str, pod: str, remote_port: int, hos
     """Context manager yielding ("127.0.0.1", local_port) that forwards to `pod`:`remote_port`."""
     # The official client swaps `api_client.request` while it opens a port-forward: not thread-safe.
     # A private ApiClient (same configuration) and a lock keep that away from the caller's client.
-    api_client = k8s.ApiClient(configuration=core_v1_api.api_client.configuration)
+    api_client = kube.ApiClient(configuration=core_v1_api.api_client.configuration)
     pf_api = k8s.CoreV1Api(api_client)
     open_lock = threading.Lock()
     stop = threading.Event()
