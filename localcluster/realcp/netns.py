@@ -49,12 +49,32 @@ def setup_inner_network() -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+RELAY_BACKLOG = 1024          # listen backlog of the bridge's sockets (asyncio's default is 100)
+RELAY_CONNECT_TRIES = 8       # tries of the far side before a relayed connection is given up
+RELAY_CONNECT_WAIT = 0.05     # seconds before the second try, doubled after each
+
+
+async def _open_far_side(opener, tries: int = RELAY_CONNECT_TRIES, wait: float = RELAY_CONNECT_WAIT):
+    """The far side of a relayed connection, tried again on a refused or failed connect (a listener
+    restarting, or its backlog full under load) with a doubling wait: about 6 s in all by default.
+    Returns None when every try failed, after logging why."""
+    for i in range(tries):
+        try:
+            return await opener()
+        except OSError as e:
+            if i == tries - 1:
+                log.warning("relay: could not connect the far side after %d tries: %s", tries, e)
+                return None
+            await asyncio.sleep(wait * 2 ** i)
+    return None
+
+
 async def _relay(r1, w1, opener) -> None:
-    try:
-        r2, w2 = await opener()
-    except OSError:
+    far = await _open_far_side(opener)
+    if far is None:
         w1.close()
         return
+    r2, w2 = far
     # A relay ends quietly on any socket error, and on cancellation.
     ends = (ConnectionError, OSError, asyncio.CancelledError)
     await asyncio.gather(pipe(r1, w2, ends), pipe(r2, w1, ends), return_exceptions=True)
@@ -78,7 +98,8 @@ class InnerBridge:
         if sock.exists():
             sock.unlink()
         srv = await asyncio.start_unix_server(
-            lambda r, w: _relay(r, w, lambda: asyncio.open_connection(host, port)), path=str(sock))
+            lambda r, w: _relay(r, w, lambda: asyncio.open_connection(host, port)), path=str(sock),
+            backlog=RELAY_BACKLOG)
         os.chmod(sock, 0o600)
         self.servers.append(srv)
         self.exposed[name] = f"{host}:{port}"
@@ -106,7 +127,7 @@ class OuterBridge:
             sock = str(self.dir / f"{name}.sock")
             srv = await asyncio.start_server(
                 lambda r, w, sock=sock: _relay(r, w, lambda: asyncio.open_unix_connection(sock)),
-                host="127.0.0.1", port=0)
+                host="127.0.0.1", port=0, backlog=RELAY_BACKLOG)
             self.servers.append(srv)
             self.addresses[inner] = f"127.0.0.1:{srv.sockets[0].getsockname()[1]}"
 
