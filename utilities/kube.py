@@ -198,11 +198,12 @@ def replace_latest(read: Callable, replace: Callable, name: str, namespace: str,
 
 
 class ApiClient(k8s.ApiClient):
-    """The official ApiClient, with one of its bugs mended: a TLS failure while connecting (an
-    `SSLError`, e.g. a handshake the server closed under load) becomes `ApiException(status=0)`
-    without a body, and the client then calls `.decode()` on that body, raising `AttributeError`
-    instead. That hid a transient transport error from `is_transient` (no retry) and from error
-    messages. Here the missing body becomes empty, so the ApiException itself is raised."""
+    """The official ApiClient, with one of its bugs mended: an error the client raises itself, with
+    no answer from the server (`ApiException(status=0)`, e.g. for an `SSLError` when the server closed
+    the TLS handshake under load), has no body, and the client then calls `.decode()` on that body,
+    raising `AttributeError` instead. That hid a transient transport error from `is_transient` (no
+    retry) and from error messages. Here the missing body becomes empty, so the ApiException itself
+    is raised."""
 
     def request(self, *args, **kwargs):
         try:

@@ -58,14 +58,15 @@ async def _open_far_side(opener, tries: int = RELAY_CONNECT_TRIES, wait: float =
     """The far side of a relayed connection, tried again on a refused or failed connect (a listener
     restarting, or its backlog full under load) with a doubling wait: about 6 s in all by default.
     Returns None when every try failed, after logging why."""
+    error: OSError | None = None
     for i in range(tries):
         try:
             return await opener()
         except OSError as e:
-            if i == tries - 1:
-                log.warning("relay: could not connect the far side after %d tries: %s", tries, e)
-                return None
+            error = e
+        if i < tries - 1:
             await asyncio.sleep(wait * 2 ** i)
+    log.warning("relay: could not connect the far side after %d tries: %s", tries, error)
     return None
 
 

@@ -8,81 +8,65 @@ connections between the client and the local API server and fail without the men
 """
 from __future__ import annotations
 
-import socket
-import threading
+import asyncio
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from localcluster.aio import pipe
 from utilities import kube
 
 
 class HandshakeDropper:
-    """A TCP relay to the API server that closes the first `drops` connections as soon as they are
-    accepted (the client's TLS handshake meets EOF) and relays the others."""
+    """A TCP relay to the API server (on the selftests' loop thread) that closes the first `drops`
+    connections as soon as they are accepted, so the client's TLS handshake meets EOF, and relays the
+    others with `localcluster.aio.pipe`."""
 
-    def __init__(self, upstream: tuple[str, int], drops: int):
+    def __init__(self, upstream: tuple[str, int]):
         self.upstream = upstream
-        self.drops = drops
+        self.drops = 0
         self.accepted = 0
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self.server = None
+        self.relays: set[asyncio.Task] = set()
 
-    @property
-    def port(self) -> int:
-        return self._sock.getsockname()[1]
+    async def _handle(self, reader, writer):
+        self.accepted += 1
+        self.relays.add(asyncio.current_task())
+        if self.accepted <= self.drops:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        ends = (ConnectionError, OSError)
+        await asyncio.gather(pipe(reader, up_writer, ends), pipe(up_reader, writer, ends))
+        for w in (writer, up_writer):
+            w.close()
 
-    def _serve(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            if self.accepted <= self.drops:
-                conn.close()
-                continue
-            up = socket.create_connection(self.upstream)
-            for a, b in ((conn, up), (up, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
 
-    @staticmethod
-    def _pipe(src, dst):
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(2)
-        self._sock.close()
+    async def stop(self) -> None:
+        self.server.close()
+        for task in self.relays:
+            task.cancel()
+        await asyncio.gather(*self.relays, return_exceptions=True)
 
 
 @pytest.fixture
 def dropped(cluster, tmp_path):
     """(dropper, kube.Cluster through it); the dropper drops nothing until told (`.drops`)."""
     u = urlsplit(cluster.url)
-    d = HandshakeDropper((u.hostname, u.port), drops=0)
+    d = HandshakeDropper((u.hostname, u.port))
+    port = cluster.loop.run(d.start())
     doc = yaml.safe_load(open(cluster.kubeconfig))
-    doc["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{d.port}"
+    doc["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(doc))
     c = kube.load_cluster(path, "admin", pool_size=1)
     yield d, c
     c.api_client.close()
-    d.close()
+    cluster.loop.run(d.stop())
 
 
 def _fresh_connections(c):

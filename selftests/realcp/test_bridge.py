@@ -49,7 +49,7 @@ def test_the_bridge_relays_to_a_listener_that_comes_up_late(tmp_path):
         inner = netns.InnerBridge(tmp_path)
         await inner.expose("api", "127.0.0.1", port)
         outer = netns.OuterBridge(tmp_path)
-        await outer.start(inner.exposed | {"api": f"127.0.0.1:{port}"})
+        await outer.start(inner.exposed)
         host, outer_port = outer.addresses[f"127.0.0.1:{port}"].split(":")
 
         async def echo(r, w):
