@@ -1,6 +1,6 @@
 """OpenShift Data Foundation on the local cluster: real S3 servers and the ObjectBucketClaim provisioner.
 
-- `S3Server`: one `moto_server` process (plain HTTP on 127.0.0.1:<free port>, own process group,
+- `S3Server`: one moto server process (plain HTTP on 127.0.0.1, on a socket it inherits; own process group,
   killed at exit) that CHECKS SIGNATURES: it starts with `INITIAL_NO_AUTH_ACTION_COUNT=3`, and those
   three unauthenticated calls create the `odf-admin` IAM user (inline policy `*`) and its key. From then
   on every request must be signed by a known key, and IAM policies are enforced.
@@ -109,15 +109,26 @@ def _child_setup() -> None:  # between fork and exec: die with the parent
         pass
 
 
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def _listener(host: str = "127.0.0.1") -> socket.socket:
+    """A listening socket on a port the kernel picks, for the server process to inherit. Handing the
+    process a port number instead (bind, close, let the child bind again) leaves a gap in which any
+    other process that binds port 0 can get the same port; the S3 server then fails to bind and its
+    clients talk to the other process (CI: IAM calls answered by another cluster's network proxy)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((host, 0))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
-def moto_command(host: str, port: int) -> list[str]:
-    # moto's server, taught presigned URLs (storage redirects, facts §12.3): localcluster/s3server.py
-    return [sys.executable, "-m", "localcluster.s3server", "-H", host, "-p", str(port)]
+def moto_command(host: str, fd: int) -> list[str]:
+    # moto's server, taught presigned URLs (storage redirects, facts §12.3), serving on an inherited
+    # listening socket: localcluster/s3server.py
+    return [sys.executable, "-m", "localcluster.s3server", "-H", host, "--fd", str(fd)]
 
 
 def admin_policy() -> str:
@@ -166,7 +177,8 @@ class S3Server:
         """Start the process. Call it from a long-lived thread (the event loop's): PR_SET_PDEATHSIG
         kills the child when the thread that forked it ends."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port(self.host)
+        listener = _listener(self.host)
+        self.port = listener.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
         env["MOTO_ALLOW_NONEXISTENT_REGION"] = "true"
@@ -174,41 +186,35 @@ class S3Server:
         env["S3_IGNORE_SUBDOMAIN_BUCKETNAME"] = "true"
         repo_root = str(Path(__file__).resolve().parent.parent)   # for `-m localcluster.s3server`
         env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH")) if p)
+        env["MOTO_PORT"] = str(self.port)
         logf = open(self.dir / "moto.log", "ab")
         try:
-            self.proc = subprocess.Popen(moto_command(self.host, self.port), env=env, stdin=subprocess.DEVNULL,
-                                         stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-                                         preexec_fn=_child_setup, cwd=self.dir)
+            self.proc = subprocess.Popen(moto_command(self.host, listener.fileno()), env=env,
+                                         stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                         start_new_session=True, preexec_fn=_child_setup, cwd=self.dir,
+                                         pass_fds=(listener.fileno(),))
         finally:
             logf.close()
+            listener.close()   # the child's copy is the only one: if it dies, connections are refused
         _LIVE_PGIDS.add(self.proc.pid)
 
     def bootstrap(self, timeout: float = 30.0) -> None:
-        """Wait until it listens, then create the admin user and key (the 3 unauthenticated actions)."""
+        """Create the admin user and key (the 3 unauthenticated actions). The socket listens from before
+        the process starts, so the first call waits in its backlog until moto serves."""
         deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto server {self.name} exited with {self.proc.returncode}; "
-                                   f"see {self.dir / 'moto.log'}")
-            try:
-                socket.create_connection((self.host, self.port), 0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop_sync()
-                    raise RuntimeError(f"moto server {self.name} not listening within {timeout:.0f} s")
-                time.sleep(0.05)
         # The three unauthenticated actions: the admin user, its policy, its key. Plain signed IAM
         # query requests: a boto3 client would load the whole IAM model (most of a second) at start-up.
-        self._iam("CreateUser", UserName="odf-admin")
-        self._iam("PutUserPolicy", UserName="odf-admin", PolicyName="odf-admin", PolicyDocument=admin_policy())
-        root = self._iam("CreateAccessKey", UserName="odf-admin")
+        self._iam("CreateUser", deadline, UserName="odf-admin")
+        self._iam("PutUserPolicy", deadline, UserName="odf-admin", PolicyName="odf-admin",
+                  PolicyDocument=admin_policy())
+        root = self._iam("CreateAccessKey", deadline, UserName="odf-admin")
         self.admin_key = next(e.text for e in root.iter() if e.tag.endswith("AccessKeyId"))
         self.admin_secret = next(e.text for e in root.iter() if e.tag.endswith("SecretAccessKey"))
         log.info("S3 server %s (moto) at %s", self.name, self.endpoint)
 
-    def _iam(self, action: str, **params):
+    def _iam(self, action: str, deadline: float, **params):
         """One IAM query API call (form POST, SigV4 with the bootstrap key); the parsed XML answer."""
+        import urllib.error
         import urllib.parse
         import urllib.request
         import xml.etree.ElementTree as ET
@@ -224,10 +230,16 @@ class S3Server:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         http = urllib.request.Request(prepared.url, data=body.encode(), headers=dict(prepared.headers), method="POST")
         try:
-            with opener.open(http, timeout=30) as resp:
+            with opener.open(http, timeout=max(1.0, deadline - time.monotonic())) as resp:
                 return ET.fromstring(resp.read())
         except urllib.error.HTTPError as e:
             raise RuntimeError(f"moto server {self.name}: IAM {action}: HTTP {e.code}: {e.read()[:300]!r}") from None
+        except OSError as e:   # refused or reset: the process died; timed out: it never served
+            code = self.proc.poll() if self.proc is not None else None
+            state = f"exited with {code}" if code is not None else "did not answer"
+            self.stop_sync()
+            raise RuntimeError(f"moto server {self.name} {state} (IAM {action}: {e}); "
+                               f"see {self.dir / 'moto.log'}") from None
 
     def client(self, service: str = "s3"):
         """A boto3 client with the admin key (signed requests; straight to the process)."""

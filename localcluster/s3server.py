@@ -1,6 +1,7 @@
 """The ODF S3 servers: moto, signature-checking, plus presigned URLs (SigV4 query authentication).
 
-`python -m localcluster.s3server -H HOST -p PORT` runs moto's server as `python -m moto.server` does.
+`python -m localcluster.s3server -H HOST --fd N` runs moto's server as `python -m moto.server` does, on a
+listening socket inherited from the parent (so no other process can take its port while it starts).
 moto checks header-signed requests (`Authorization: AWS4-HMAC-SHA256 ...`) against its IAM users, but
 fails (500) on a presigned URL, which carries its signature in the query (`X-Amz-Credential`,
 `X-Amz-Date`, `X-Amz-Expires`, `X-Amz-SignedHeaders`, `X-Amz-Signature`). Ceph RGW and NooBaa serve
@@ -14,6 +15,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+import sys
 from urllib.parse import parse_qsl, quote, urlsplit
 
 QUERY_AUTH = "X-Amz-Signature"
@@ -94,10 +96,34 @@ def install() -> None:
     ac.S3IAMRequest = PresignedS3IAMRequest
 
 
+def serve(host: str, fd: int) -> None:
+    """moto's server application, as `python -m moto.server` builds it, on an inherited listening socket
+    (the parent bound it, so the port is known and held from before this process starts)."""
+    import signal
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True   # as moto.server.main sets it
+    server = make_server(host, 0, app, threaded=True, request_handler=MotoRequestHandler, fd=fd)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
 def main(argv=None) -> None:
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m localcluster.s3server",
+                                     description="moto's S3/IAM server with presigned URLs")
+    parser.add_argument("-H", "--host", default="127.0.0.1", help="the address the socket is bound to")
+    parser.add_argument("--fd", type=int, required=True,
+                        help="an inherited listening TCP socket to serve on (its port is the parent's choice)")
+    args = parser.parse_args(argv)
     install()
-    from moto import server
-    server.main(argv)
+    serve(args.host, args.fd)
 
 
 if __name__ == "__main__":
