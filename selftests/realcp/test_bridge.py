@@ -5,6 +5,7 @@ Needs no binaries: the bridge's two halves run here on a Unix socket and loopbac
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 
 from localcluster.realcp import netns
@@ -34,23 +35,26 @@ def test_a_far_side_that_never_answers_is_given_up_after_the_tries():
     assert len(calls) == 4
 
 
-def _free_port() -> int:
+def _free_address() -> tuple[str, int]:
+    """A port free on a random loopback address: the listener binds it only later, and on 127.0.0.1
+    another process binding port 0 meanwhile could be given the same port."""
+    ip = f"127.{random.randint(64, 250)}.{random.randint(0, 250)}.{random.randint(2, 250)}"
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        s.bind((ip, 0))
+        return ip, s.getsockname()[1]
 
 
 def test_the_bridge_relays_to_a_listener_that_comes_up_late(tmp_path):
     """Outer 127.0.0.1 listener -> Unix socket -> inner TCP address whose listener starts 0.3 s after
     the client connected: the client's bytes arrive and the answer comes back."""
-    port = _free_port()
+    ip, port = _free_address()
 
     async def main():
         inner = netns.InnerBridge(tmp_path)
-        await inner.expose("api", "127.0.0.1", port)
+        await inner.expose("api", ip, port)
         outer = netns.OuterBridge(tmp_path)
         await outer.start(inner.exposed)
-        host, outer_port = outer.addresses[f"127.0.0.1:{port}"].split(":")
+        host, outer_port = outer.addresses[f"{ip}:{port}"].split(":")
 
         async def echo(r, w):
             w.write(await r.readexactly(5))
@@ -61,7 +65,7 @@ def test_the_bridge_relays_to_a_listener_that_comes_up_late(tmp_path):
         w.write(b"hello")
         await w.drain()
         await asyncio.sleep(0.3)
-        server = await asyncio.start_server(echo, "127.0.0.1", port)
+        server = await asyncio.start_server(echo, ip, port)
         try:
             return await asyncio.wait_for(r.readexactly(5), 10)
         finally:

@@ -1,4 +1,4 @@
-"""A real `/usr/bin/docker-registry` on 127.0.0.1 with TLS and token auth, for the client's selftests.
+"""A real `/usr/bin/docker-registry` on a loopback address with TLS and token auth, for the client's selftests.
 
 The token server here follows the registry's token protocol (RS256 JWT, libtrust `kid`), standing in
 for the OpenShift layer's `/openshift/token` endpoint: the Basic password must be the API token.
@@ -12,6 +12,7 @@ import hashlib
 import http.server
 import json
 import os
+import random
 import secrets
 import socket
 import ssl
@@ -36,10 +37,13 @@ SERVICE = "selftest-registry"
 ISSUER = "selftest-issuer"
 
 
-def free_port() -> int:
+def free_address() -> tuple[str, int]:
+    """A port free on a random loopback address, for the registry process to bind later: on 127.0.0.1,
+    another process binding port 0 meanwhile could be given the same port."""
+    ip = f"127.{random.randint(64, 250)}.{random.randint(0, 250)}.{random.randint(2, 250)}"
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        s.bind((ip, 0))
+        return ip, s.getsockname()[1]
 
 
 def libtrust_kid(public_key) -> str:
@@ -96,7 +100,7 @@ class _TokenHandler(http.server.BaseHTTPRequestHandler):
 @dataclasses.dataclass
 class BareRegistry:
     host: str
-    address: str          # "127.0.0.1:PORT" to connect to
+    address: str          # "127.x.y.z:PORT" to connect to
     ca_file: str
     api_token: str
     root: Path            # filesystem storage root
@@ -121,7 +125,8 @@ class BareRegistry:
 
 def start_bare_registry(workdir: Path, *, auth: bool = True) -> BareRegistry:
     ca = CertificateAuthority.create("selftest-ingress-ca")
-    cert, key = ca.issue("selftest-registry", dns_names=[ROUTE_HOST], ip_addresses=["127.0.0.1"])
+    ip, port = free_address()
+    cert, key = ca.issue("selftest-registry", dns_names=[ROUTE_HOST], ip_addresses=["127.0.0.1", ip])
     for name, data in (("ca.pem", ca.cert_pem), ("tls.crt", cert + ca.cert_pem), ("tls.key", key)):
         (workdir / name).write_bytes(data)
     signing_key, signing_cert = _signing_material()
@@ -137,7 +142,6 @@ def start_bare_registry(workdir: Path, *, auth: bool = True) -> BareRegistry:
     threading.Thread(target=token_server.serve_forever, daemon=True).start()
     realm = f"https://127.0.0.1:{token_server.server_address[1]}/openshift/token"
 
-    port = free_port()
     root = workdir / "storage"
     root.mkdir()
     config = {
@@ -145,7 +149,7 @@ def start_bare_registry(workdir: Path, *, auth: bool = True) -> BareRegistry:
         "log": {"level": "warn", "accesslog": {"disabled": True}},
         "storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True},
                     "cache": {}},
-        "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16),
+        "http": {"addr": f"{ip}:{port}", "secret": secrets.token_hex(16),
                  "tls": {"certificate": str(workdir / "tls.crt"), "key": str(workdir / "tls.key")}},
     }
     if auth:
@@ -156,12 +160,12 @@ def start_bare_registry(workdir: Path, *, auth: bool = True) -> BareRegistry:
     log = open(workdir / "registry.log", "wb")
     proc = subprocess.Popen([REGISTRY_BIN, "serve", str(workdir / "config.yml")], stdout=log,
                             stderr=subprocess.STDOUT, env=env)
-    reg = BareRegistry(ROUTE_HOST, f"127.0.0.1:{port}", str(workdir / "ca.pem"), token_server.api_token,
+    reg = BareRegistry(ROUTE_HOST, f"{ip}:{port}", str(workdir / "ca.pem"), token_server.api_token,
                        root, proc, token_server)
     deadline = time.monotonic() + 10
     while True:
         try:
-            requests.get(f"https://127.0.0.1:{port}/v2/", verify=str(workdir / "ca.pem"), timeout=1)
+            requests.get(f"https://{ip}:{port}/v2/", verify=str(workdir / "ca.pem"), timeout=1)
             return reg
         except requests.ConnectionError:
             if proc.poll() is not None or time.monotonic() > deadline:
