@@ -112,8 +112,9 @@ def _child_setup() -> None:  # between fork and exec: die with the parent
 def _listener(host: str = "127.0.0.1") -> socket.socket:
     """A listening socket on a port the kernel picks, for the server process to inherit. Handing the
     process a port number instead (bind, close, let the child bind again) leaves a gap in which any
-    other process that binds port 0 can get the same port; the S3 server then fails to bind and its
-    clients talk to the other process (CI: IAM calls answered by another cluster's network proxy)."""
+    socket bound to port 0, in this process or another, can get the same port; the S3 server then
+    fails to bind and its clients talk to that socket's owner (CI: the IAM bootstrap was answered by a
+    network proxy)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.bind((host, 0))
