@@ -236,7 +236,12 @@ class S3Server:
         except urllib.error.HTTPError as e:
             raise RuntimeError(f"moto server {self.name}: IAM {action}: HTTP {e.code}: {e.read()[:300]!r}") from None
         except OSError as e:   # refused or reset: the process died; timed out: it never served
-            code = self.proc.poll() if self.proc is not None else None
+            code = None
+            if self.proc is not None:
+                try:   # a dying process closes its socket (the reset) a moment before it can be reaped
+                    code = self.proc.wait(2)
+                except subprocess.TimeoutExpired:
+                    pass
             state = f"exited with {code}" if code is not None else "did not answer"
             self.stop_sync()
             raise RuntimeError(f"moto server {self.name} {state} (IAM {action}: {e}); "

@@ -68,7 +68,12 @@ def test_a_process_binding_ports_meanwhile_cannot_take_the_s3_servers_port(serve
 
 
 def test_an_s3_server_that_dies_before_serving_is_reported_with_its_exit_status(server, monkeypatch):
-    monkeypatch.setattr(odf, "moto_command", lambda host, fd: [sys.executable, "-c", "raise SystemExit(3)"])
+    # A dying process closes its socket (the client sees a reset) a moment before it can be reaped; CI
+    # once reported "did not answer" for that reason. Here the moment is made half a second long.
+    def dying(host, fd):
+        return [sys.executable, "-c", f"import os, time; os.close({fd}); time.sleep(0.5); raise SystemExit(3)"]
+
+    monkeypatch.setattr(odf, "moto_command", dying)
     started = time.monotonic()
     with pytest.raises(RuntimeError) as e:
         server.start_sync(timeout=30)
