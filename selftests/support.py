@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import random
+import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +44,15 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+
+
+def free_loopback_address() -> tuple[str, int]:
+    """A port free on a random loopback address (127.64-250.x.y), for a process or listener that binds it
+    later. On 127.0.0.1, any socket bound to port 0 in the meantime could be given the same port."""
+    ip = f"127.{random.randint(64, 250)}.{random.randint(0, 250)}.{random.randint(2, 250)}"
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return ip, s.getsockname()[1]
 
 
 def wait_until(fn, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):

@@ -5,10 +5,9 @@ Needs no binaries: the bridge's two halves run here on a Unix socket and loopbac
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 
 from localcluster.realcp import netns
+from selftests.support import free_loopback_address
 
 
 def test_a_far_side_that_fails_at_first_is_tried_again():
@@ -35,19 +34,10 @@ def test_a_far_side_that_never_answers_is_given_up_after_the_tries():
     assert len(calls) == 4
 
 
-def _free_address() -> tuple[str, int]:
-    """A port free on a random loopback address: the listener binds it only later, and on 127.0.0.1
-    another process binding port 0 meanwhile could be given the same port."""
-    ip = f"127.{random.randint(64, 250)}.{random.randint(0, 250)}.{random.randint(2, 250)}"
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return ip, s.getsockname()[1]
-
-
 def test_the_bridge_relays_to_a_listener_that_comes_up_late(tmp_path):
     """Outer 127.0.0.1 listener -> Unix socket -> inner TCP address whose listener starts 0.3 s after
     the client connected: the client's bytes arrive and the answer comes back."""
-    ip, port = _free_address()
+    ip, port = free_loopback_address()
 
     async def main():
         inner = netns.InnerBridge(tmp_path)

@@ -12,9 +12,7 @@ import hashlib
 import http.server
 import json
 import os
-import random
 import secrets
-import socket
 import ssl
 import subprocess
 import threading
@@ -30,20 +28,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from localcluster.pki import CertificateAuthority
+from selftests.support import free_loopback_address
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 ROUTE_HOST = "default-route-openshift-image-registry.apps.selftest.example.test"
 SERVICE = "selftest-registry"
 ISSUER = "selftest-issuer"
-
-
-def free_address() -> tuple[str, int]:
-    """A port free on a random loopback address, for the registry process to bind later: on 127.0.0.1,
-    another process binding port 0 meanwhile could be given the same port."""
-    ip = f"127.{random.randint(64, 250)}.{random.randint(0, 250)}.{random.randint(2, 250)}"
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return ip, s.getsockname()[1]
 
 
 def libtrust_kid(public_key) -> str:
@@ -125,7 +115,7 @@ class BareRegistry:
 
 def start_bare_registry(workdir: Path, *, auth: bool = True) -> BareRegistry:
     ca = CertificateAuthority.create("selftest-ingress-ca")
-    ip, port = free_address()
+    ip, port = free_loopback_address()
     cert, key = ca.issue("selftest-registry", dns_names=[ROUTE_HOST], ip_addresses=["127.0.0.1", ip])
     for name, data in (("ca.pem", ca.cert_pem), ("tls.crt", cert + ca.cert_pem), ("tls.key", key)):
         (workdir / name).write_bytes(data)
