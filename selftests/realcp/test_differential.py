@@ -129,11 +129,35 @@ def _settle_rolled_out(c):
                                    timeout=TIMEOUT)
 
 
+DEGRADED_WINDOW = 3.0      # seconds a Removed registry is watched for a controller's Degraded
+
+
+def _degraded_while_removed(c) -> dict:
+    """Removed, with an S3 storage whose trustedCA config map does not exist: no controller may say
+    Degraded, for the operator reads no storage while Removed (CIRO pkg/resource/caconfig.go
+    storageDriver). The certificates controller answers on its own time, so the Config is watched for
+    DEGRADED_WINDOW seconds; the first *Degraded=True ends the watch. The condition types are compared
+    here, unlike the other steps' *ControllerDegraded conditions, which differ by release."""
+    _settle_removed(c)
+
+    def degraded(cfg):
+        return sorted(t for t, cond in waits.conditions(cfg).items()
+                      if t.endswith("Degraded") and cond.get("status") == "True")
+    try:
+        cfg = waits.wait_for_config(c, lambda cfg: bool(degraded(cfg)), DEGRADED_WINDOW, "a controller's Degraded")
+    except waits.WaitTimeout:
+        cfg = c.registry_config()
+    return {"config.degraded": degraded(cfg)}
+
+
+MISSING_CA_S3 = {"bucket": "no-such-bucket", "region": "us-east-1", "regionEndpoint": "https://s3.invalid",
+                 "trustedCA": {"name": "no-such-trusted-ca"}}
 STEPS = [
     ("bootstrap", None, _settle_removed),
     ("emptydir", {"managementState": "Managed", "storage": {"emptyDir": {}}}, _settle_rolled_out),
     ("default-pvc", {"storage": {"emptyDir": None, "pvc": {"claim": ""}}}, _settle_rolled_out),
     ("removed", {"managementState": "Removed"}, _settle_removed),
+    ("removed-missing-trusted-ca", {"storage": {"pvc": None, "s3": MISSING_CA_S3}}, _degraded_while_removed),
 ]
 
 
@@ -146,8 +170,8 @@ def _run(workdir, args) -> dict:
         for name, spec, settle in STEPS:
             if spec is not None:
                 _patch(c, spec)
-            settle(c)
-            out[name] = observe(c)
+            extra = settle(c)
+            out[name] = observe(c) | (extra or {})
     return out
 
 

@@ -133,7 +133,14 @@ class ImageRegistryOperator:
         return dict((cm or {}).get("data") or {})
 
     async def _trusted_ca_error(self, cr: dict) -> Optional[str]:
-        name = ((((cr.get("spec") or {}).get("storage") or {}).get("s3") or {}).get("trustedCA") or {}).get("name")
+        """The certificates controller's error for a missing trustedCA config map. It reads no storage
+        while Removed, nor with no or several storage types (CIRO pkg/resource/caconfig.go
+        storageDriver, 4.16 to main)."""
+        spec = cr.get("spec") or {}
+        storage = {k: v for k, v in (spec.get("storage") or {}).items() if k != "managementState" and v is not None}
+        if spec.get("managementState") == "Removed" or list(storage) != ["s3"]:
+            return None
+        name = ((storage["s3"] or {}).get("trustedCA") or {}).get("name")
         if not name:
             return None
         cm = await self._get(path("v1", "configmaps", "openshift-config", name))
@@ -488,7 +495,13 @@ class ImageRegistryOperator:
                 ("v1", "secrets", C.PRIVATE_CONFIG_SECRET), ("v1", "serviceaccounts", C.SERVICE_ACCOUNT),
                 ("policy/v1", "poddisruptionbudgets", C.PDB_NAME)):
             await self._delete(path(api, plural, ns, name))
-        for r in await self._operator_routes():
+        routes = await self._operator_routes()
+        if routes:
+            # The real ImageConfigController follows the Service and the routes through their informers,
+            # so the Service's deletion reaches images.config before the routes' (the real 4.18 operator:
+            # two status writes about a second apart, each a control-plane rollout).
+            await self._write_image_config("", route_hosts(routes))
+        for r in routes:
             await self._delete(path("route.openshift.io/v1", "routes", ns, r["metadata"]["name"]))
         status = cr.setdefault("status", {})
         driver = driver_for_status(cr)
@@ -542,16 +555,19 @@ class ImageRegistryOperator:
                 raise
 
     async def sync_image_config(self, state: str, deploy: Optional[dict], op_routes: list) -> None:
+        if state == "Managed" and await self._get(path("v1", "services", C.NAMESPACE, C.SERVICE_NAME)):
+            await self._write_image_config(C.INTERNAL_HOSTNAME, route_hosts(op_routes))
+        else:
+            await self._write_image_config("", [])
+
+    async def _write_image_config(self, internal: str, external: list) -> None:
+        """images.config.openshift.io/cluster status: the registry's host names, written when they change."""
         if self._fault(C.FAULT_STALE_IMAGE_CONFIG):
             return      # fault operator.staleImageConfig (issue 9): the control plane is never told
         image = await self._get(IMAGE_CONFIG_P)
         if image is None:
             return
         status = image.get("status") or {}
-        if state == "Managed" and await self._get(path("v1", "services", C.NAMESPACE, C.SERVICE_NAME)):
-            internal, external = C.INTERNAL_HOSTNAME, route_hosts(op_routes)
-        else:
-            internal, external = "", []
         if status.get("internalRegistryHostname", "") == internal and \
                 (status.get("externalRegistryHostnames") or []) == external:
             return
