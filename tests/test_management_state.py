@@ -13,18 +13,14 @@ from __future__ import annotations
 import pytest
 
 from utilities import kube, waits
-from utilities.backends import EMPTYDIR
 from utilities import registry_steps as steps
 from utilities.kube import CLUSTEROPERATOR_GVR, REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE
 
 
 @pytest.fixture
-def no_storage(cluster, registry_session, registry_config, rollout_timeout):
+def no_storage(cluster, no_registry, rollout_timeout):
     """Managed with storage: {} (as bootstrapped on vSphere) from a registry that has no Deployment
-    (Removed first, if the run left it Managed: operator-facts.md §12.5); put back afterwards."""
-    if registry_session.state != "removed" and kube.get_or_none(
-            cluster.apps.read_namespaced_deployment, REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE) is not None:
-        registry_session.remove()
+    (operator-facts.md §12.5); put back afterwards."""
     with steps.spec_fields(cluster, managementState="Managed", storage={}):
         yield
     steps.wait_settled(cluster, rollout_timeout)
@@ -46,14 +42,10 @@ def test_config_and_clusteroperator_exist(cluster, registry_config):
 
 @pytest.mark.destructive
 @pytest.mark.phase("last")
-def test_back_to_removed_deletes_the_deployment(cluster, registry_session, rollout_timeout):
+def test_back_to_removed_deletes_the_deployment(cluster, registry_removal, rollout_timeout):
     """From Managed with storage (the last backend of the run, or emptyDir) to Removed: the run's one
     switch back (the original spec is put back after it)."""
-    if registry_session.state != "managed":
-        registry_session.use(EMPTYDIR)
-    assert kube.get_or_none(cluster.apps.read_namespaced_deployment, REGISTRY_DEPLOYMENT,
-                            REGISTRY_NAMESPACE) is not None, "no Deployment while Managed with storage"
-    registry_session.remove()
+    assert registry_removal.had_deployment, "no Deployment while Managed with storage"
     assert kube.get_or_none(cluster.apps.read_namespaced_deployment, REGISTRY_DEPLOYMENT,
                             REGISTRY_NAMESPACE) is None
     cfg = cluster.registry_config()

@@ -1,18 +1,18 @@
-"""Removed leaves nothing behind (issue 9; operator-facts.md §4.3, §7, §4.2): after Managed with emptyDir
+"""Removed leaves nothing behind (issue 9; operator-facts.md §4.3, §7, §4.2): after Managed with storage
 and the default route, managementState Removed deletes the Deployment, the Service, the Secret
 image-registry-private-configuration, the ServiceAccount registry, the PodDisruptionBudget and the
 operator's routes, and images.config.openshift.io/cluster no longer names the registry (internal and
 external host names empty). The node-ca DaemonSet and image-registry-certificates are kept (not checked).
 
-Each Removed <-> Managed switch rolls out parts of the control plane on a real cluster (§12.4); this
-module makes one.
+Judged on the run's one switch back to Removed (`registry_removal`, phase "last"): each Removed <->
+Managed switch rolls out parts of the control plane on a real cluster (§12.4), so this module makes none
+of its own.
 """
 from __future__ import annotations
 
 import pytest
 
 from utilities import kube, waits
-from utilities import registry_steps as steps
 from utilities.kube import REGISTRY_NAMESPACE
 
 pytestmark = [pytest.mark.destructive]
@@ -51,23 +51,23 @@ def _leftovers(cluster) -> list[str]:
     return left
 
 
-def test_removed_leaves_nothing_behind(cluster, emptydir_storage, registry_route, rollout_timeout):
-    assert [x for x in _leftovers(cluster) if x.startswith("Deployment")], "no Deployment while Managed"
-    with steps.management_state(cluster, "Removed", rollout_timeout):
-        state = {}
+@pytest.mark.phase("last")
+def test_removed_leaves_nothing_behind(cluster, registry_removal):
+    assert registry_removal.had_deployment, "no Deployment while Managed"
+    state = {}
 
-        def gone():
-            state["left"] = _leftovers(cluster)
-            return not state["left"]
+    def gone():
+        state["left"] = _leftovers(cluster)
+        return not state["left"]
 
-        ns = {"namespace": REGISTRY_NAMESPACE}
-        sources = [("services", cluster.core.list_namespaced_service, ns),
-                   ("secrets", cluster.core.list_namespaced_secret, ns),
-                   ("image", cluster.custom.list_cluster_custom_object,
-                    {"group": "config.openshift.io", "version": "v1", "plural": "images"})]
-        try:
-            waits._wait_loop(sources, gone, GRACE, lambda: "", "Removed to delete the registry's objects")
-        except waits.WaitTimeout:
-            pytest.fail(f"{GRACE:.0f}s after the operator reported Removed, still there: "
-                        f"{'; '.join(state['left'])} (Removed deletes the registry's objects and empties "
-                        "the image config's registry host names)")
+    ns = {"namespace": REGISTRY_NAMESPACE}
+    sources = [("services", cluster.core.list_namespaced_service, ns),
+               ("secrets", cluster.core.list_namespaced_secret, ns),
+               ("image", cluster.custom.list_cluster_custom_object,
+                {"group": "config.openshift.io", "version": "v1", "plural": "images"})]
+    try:
+        waits._wait_loop(sources, gone, GRACE, lambda: "", "Removed to delete the registry's objects")
+    except waits.WaitTimeout:
+        pytest.fail(f"{GRACE:.0f}s after the operator reported Removed, still there: "
+                    f"{'; '.join(state['left'])} (Removed deletes the registry's objects and empties "
+                    "the image config's registry host names)")

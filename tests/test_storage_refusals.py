@@ -11,6 +11,13 @@ Each is a transient error, so it surfaces in the Config's Progressing=True/Error
 "Unable to apply resources: unable to sync storage configuration: <error>". The wait fails at once,
 quoting the operator, when the operator has observed the spec and says something else (it accepted).
 The RWO claim is created on the `block` backend's storage class (--storage-class block=CLASS) or the default.
+
+They run last, from a registry with no Deployment (`no_registry`): the operator checks storage before it
+makes any object (CIRO Generator.Apply syncs storage first), so a refused spec rolls out nothing; and a
+refusal leaves StorageExists=False/PVC Issues Found, which the operator does not write again for an
+unchanged emptyDir (CIRO pkg/storage/emptydir CreateStorage), so refusing before a backend would leave
+that backend's StorageExists stale. From Removed, status.storage is empty and the next storage is judged
+afresh.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from utilities import waits
 from utilities import registry_steps as steps
 from utilities.backends import BLOCK
 
-pytestmark = [pytest.mark.destructive, pytest.mark.storage]
+pytestmark = [pytest.mark.destructive, pytest.mark.storage, pytest.mark.phase("last")]
 
 APPLY_PREFIX = "Unable to apply resources: unable to sync storage configuration: "
 RWO_CLAIM = "registry-conformance-rwo"
@@ -32,7 +39,7 @@ def _block(pytestconfig):
 
 
 @pytest.fixture
-def rwo_claim(cluster, registry_config, make_claim, pytestconfig):
+def rwo_claim(cluster, no_registry, make_claim, pytestconfig):
     block = _block(pytestconfig)
     missing = steps.missing_prerequisites(cluster, block)
     if missing:
@@ -71,7 +78,7 @@ def test_rwo_without_recreate_is_refused(cluster, rwo_claim, rollout_timeout):
     assert (se.get("status"), se.get("reason")) == ("False", "PVC Issues Found"), waits.storage_conditions_text(cfg)
 
 
-def test_two_storage_types_are_refused(cluster, registry_config, rollout_timeout):
+def test_two_storage_types_are_refused(cluster, no_registry, rollout_timeout):
     _refused(cluster, rollout_timeout,
              "exactly one storage type should be configured at the same time, got 2: [EmptyDir PVC]",
              storage={"emptyDir": {}, "pvc": {"claim": ""}}, replicas=1)

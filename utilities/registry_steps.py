@@ -821,6 +821,11 @@ class RegistrySession:
         if lacking:
             raise EnvironmentLacks(lacking)
         backend, notes, inherited = self._adapt(backend)
+        if self.state == "removed":
+            # The Removed spec still names the retired backends' objects; the operator reads no storage
+            # while Removed (CIRO pkg/resource/caconfig.go storageDriver), so the ones this backend would
+            # make again under the same name can go before the new spec is written.
+            self._release_retired(lambda s: share_objects(s.backend, backend))
         if cur is not None and self.state == "managed" and share_objects(cur.backend, backend):
             # The two cannot coexist (one claim name, one credentials secret): through emptyDir first.
             transit = EMPTYDIR_TRANSIT.spec_fields()
@@ -873,16 +878,28 @@ class RegistrySession:
         return self.route_host
 
     def remove(self) -> dict:
-        """managementState: Removed (the storage spec stays); the registry removed; the backends'
-        objects deleted."""
+        """managementState: Removed (the storage spec stays); the registry removed. The backends'
+        objects stay while the Config still names them (its storage spec, a trustedCA config map): they
+        are deleted once the original spec is back (`close`) or another backend's storage replaced it."""
         obj = self.cluster.registry_config() or {}
         if (obj.get("spec") or {}).get("managementState") != "Removed":
             replace_spec(self.cluster, lambda spec: spec.__setitem__("managementState", "Removed"))
             self.switches.append("Removed")
         obj = wait_removed(self.cluster, self.timeout)
         self.state = "removed"
-        self._release_all()
+        if self.current is not None:
+            self._retired.append(self.current)
+            self.current = None
         return obj
+
+    def _release_retired(self, which: Callable[[BackendSetup], bool]) -> None:
+        keep = []
+        for s in self._retired:
+            if which(s):
+                self._release(s)
+            else:
+                keep.append(s)
+        self._retired = keep
 
     def _release_all(self) -> None:
         setups = self._retired + ([self.current] if self.current is not None else [])
