@@ -10,7 +10,7 @@ from utilities.reports import RUN_DIR, RUN_ID, new_run_id, prepare_run_dir
 # fixtures.verdicts before fixtures.reporting: their trylast pytest_sessionfinish run in this order, so the
 # exit status is settled before the record is written.
 pytest_plugins = ["fixtures.cluster", "fixtures.safety", "fixtures.verdicts", "fixtures.registry",
-                  "fixtures.storage", "fixtures.preupgrade", "fixtures.reporting"]
+                  "fixtures.storage", "fixtures.preupgrade", "fixtures.reporting", "fixtures.closing"]
 
 ROOT = Path(__file__).resolve().parent
 

@@ -1,11 +1,13 @@
-"""Issue 16 item 3 on one local cluster without ODF (reached with --kubeconfig), where the ODF
+"""Issue 16 items 3 and 4 on one local cluster without ODF (reached with --kubeconfig), where the ODF
 backends lack their storage classes:
 
 - a backend named with --backend that cannot run fails the run (exit 16), one line per backend saying
   what is missing; a check that does not apply is n/a (JUnit property, matrix, certificate, counted as
   n/a and not listed test by test);
 - without --backend, backends that lack prerequisites are n/a and the run passes when another backend
-  is certified, but exits 17 when none is.
+  is certified, but exits 17 when none is;
+- the last lines say whether the Config was restored, how many control-plane rollouts the run caused
+  and where the reports are.
 """
 from __future__ import annotations
 
@@ -59,6 +61,11 @@ def test_a_named_backend_that_cannot_run_fails_the_run(no_odf):
     md = (run_dir / "certificate.md").read_text()
     assert "| emptydir | ✓ yes | 1 check(s) passed, 1 not applicable |" in md and "| cephfs | ✗ no |" in md, md
     assert "○ n/a [" in (run_dir / "matrix.md").read_text()
+    # Item 4: the last lines say what happened to the cluster and where the reports are.
+    last = out.rstrip().splitlines()[-2:]
+    assert last[0].startswith("cluster: the Config was restored exactly; the run caused ") \
+        and last[0].endswith("control-plane rollout(s), settled"), last
+    assert last[1].startswith(f"reports: {run_dir}/"), last
 
 
 def test_backends_lacking_prerequisites_are_not_applicable_by_default(no_odf):
@@ -85,3 +92,4 @@ def test_no_backend_certified_fails_the_run(no_odf):
         assert f"\n{line}\n" in out, (line, out[-3000:])
     assert all(props.get("outcome") == "n/a" for props, _ in cases.values()), cases
     assert certificate.load(run_dir).exitstatus == 17
+    assert out.rstrip().splitlines()[-2].startswith("cluster: the Config was restored exactly"), out[-1000:]
