@@ -1,4 +1,5 @@
-# Registry conformance suite. `make validate`: the suite on the local cluster; `make test`: the selftests.
+# Registry conformance suite. `make validate` (or `./validate`, which exits with the suite's own status):
+# the suite on the local cluster; `make test`: the selftests.
 # Both set up what is missing first (the .venv; docker-registry from Debian for the local cluster only)
 # and are quick when it is there.
 # A real cluster: make validate CLUSTER_KUBECONFIG=~/.kube/config [CLUSTER_CONTEXT=name] [ALLOW_DESTRUCTIVE=yes]
@@ -29,7 +30,7 @@ CLUSTER_ARGS := $(if $(CLUSTER_KUBECONFIG),--kubeconfig=$(abspath $(CLUSTER_KUBE
 
 SKOPEO_BIN := /usr/bin/skopeo
 
-.PHONY: validate test setup setup-python report report-setup test-setup detection bench
+.PHONY: validate validate-setup validate-command test setup setup-python report report-setup test-setup detection bench
 # Reports (issue 11): Allure 3 from npm in a project-local dir; Chromium for the report and notebook selftests.
 ALLURE_DIR := .cache/allure
 ALLURE_CLI := $(ALLURE_DIR)/node_modules/.bin/allure
@@ -40,8 +41,22 @@ RUN_DIR ?= reports/latest
 # Against a real cluster (CLUSTER_KUBECONFIG) only the Python environment is needed: no apt-get, no sudo,
 # no system service touched (RHEL/Fedora bastions have no apt-get). The registry binary (and etcd, for the
 # real control plane) are for the local cluster only.
-validate: $(if $(CLUSTER_KUBECONFIG),setup-python,setup)
-	$(LOCALCLUSTER_ENV) $(PY) -m pytest $(strip $(CLUSTER_ARGS)) $(PYTEST_ARGS)
+#
+# GNU make exits 2 whenever a recipe fails, whatever the recipe's status, so `make validate` cannot end
+# with the suite's own exit status (README "Exit statuses"): it prints that status; `./validate` (same
+# variables) sets up through `make validate-setup` and then execs `make validate-command`'s command, so its
+# status is the suite's.
+VALIDATE_SETUP := $(if $(CLUSTER_KUBECONFIG),setup-python,setup)
+VALIDATE_CMD = env $(LOCALCLUSTER_ENV) $(PY) -m pytest $(strip $(CLUSTER_ARGS)) $(PYTEST_ARGS)
+
+validate: $(VALIDATE_SETUP)
+	$(VALIDATE_CMD) || { status=$$?; echo "make validate: the suite exited with status $$status (README, Exit statuses;" \
+	  "make itself exits 2: ./validate exits with the suite's status)" >&2; exit $$status; }
+
+validate-setup: $(VALIDATE_SETUP)
+
+validate-command:
+	@printf '%s\n' '$(subst ','\'',$(VALIDATE_CMD))'
 
 test: setup test-setup $(SKOPEO_BIN)
 	$(PY) -m pytest selftests $(PYTEST_ARGS)

@@ -7,8 +7,10 @@ import pytest
 
 from utilities.reports import RUN_DIR, RUN_ID, new_run_id, prepare_run_dir
 
-pytest_plugins = ["fixtures.cluster", "fixtures.safety", "fixtures.registry", "fixtures.storage",
-                  "fixtures.preupgrade", "fixtures.reporting"]
+# fixtures.verdicts before fixtures.reporting: their trylast pytest_sessionfinish run in this order, so the
+# exit status is settled before the record is written.
+pytest_plugins = ["fixtures.cluster", "fixtures.safety", "fixtures.verdicts", "fixtures.registry",
+                  "fixtures.storage", "fixtures.preupgrade", "fixtures.reporting", "fixtures.closing"]
 
 ROOT = Path(__file__).resolve().parent
 
@@ -121,13 +123,6 @@ def pytest_sessionstart(session):
 def pytest_runtest_logreport(report):
     from fixtures import safety
     safety.redact_report(report)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session, exitstatus):
-    from fixtures import safety
-    if safety.state(session.config).interrupted and session.exitstatus == 0:
-        session.exitstatus = pytest.ExitCode.INTERRUPTED
 
 
 def pytest_unconfigure(config):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.verdicts import not_applicable
 from utilities import kube, provided, waits
 from utilities import registry_steps as steps
 from utilities.images import build_random_image
@@ -41,7 +42,7 @@ def test_volume_behind_the_claim_is_what_the_claim_says(cluster, registry_backen
     claim reports, the claim's access modes, the claim's class, claimRef naming this claim (uid)."""
     backend = registry_backend.backend
     if not backend.pvc:
-        pytest.skip(f"{backend.id} stores images on no PersistentVolumeClaim: the check does not apply")
+        not_applicable(f"{backend.id} stores images on no PersistentVolumeClaim: the check does not apply")
     name = _mounted_claim(cluster) or backend.claim_name
     pvc = kube.get_or_none(cluster.core.read_namespaced_persistent_volume_claim, name, REGISTRY_NAMESPACE)
     assert pvc is not None, f"PVC {REGISTRY_NAMESPACE}/{name} (mounted by Deployment {REGISTRY_DEPLOYMENT}) not found"

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from fixtures.registry import push_fresh_image
+from fixtures.verdicts import not_applicable
 from utilities import deployed, kube, rwo_probe, waits
 from utilities import registry_steps as steps
 from utilities.backends import OPERATOR_PVC_ANNOTATION, without_zero_values
@@ -31,7 +32,7 @@ BUCKET_SETTLE_SECONDS = 1.5   # S3 backends: how long pushed objects must have s
 def _require(backend, **needs):
     reason = backend.missing(**needs)
     if reason:
-        pytest.skip(reason)
+        not_applicable(reason)
 
 
 def _quantity_bytes(q: str) -> int:
@@ -77,7 +78,7 @@ def test_replicas_spread_over_nodes(cluster, registry_backend):
     if registry_backend.notes:
         pytest.skip("; ".join(registry_backend.notes))
     if backend.replicas < 2:
-        pytest.skip(f"{backend.id} runs {backend.replicas} replica: the check does not apply")
+        not_applicable(f"{backend.id} runs {backend.replicas} replica: the check does not apply")
     ready = steps.ready_registry_pods(cluster)
     nodes = {p.metadata.name: p.spec.node_name for p in ready}
     want = backend.replicas
@@ -135,7 +136,7 @@ def test_rwo_claim_is_held_to_one_node(cluster, registry_backend, suite_labels, 
     backend = registry_backend.backend
     _require(backend, pvc=True)
     if backend.access_mode != "ReadWriteOnce":
-        pytest.skip(f"{backend.id} claims {backend.access_mode}, not ReadWriteOnce: the check does not apply")
+        not_applicable(f"{backend.id} claims {backend.access_mode}, not ReadWriteOnce: the check does not apply")
     ready = steps.ready_registry_pods(cluster)
     assert ready, "no ready registry pod uses the claim"
     registry_pod, registry_node = ready[0].metadata.name, ready[0].spec.node_name

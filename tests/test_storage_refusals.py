@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.verdicts import BackendUnavailable
 from utilities import waits
 from utilities import registry_steps as steps
 from utilities.backends import BLOCK
@@ -43,7 +44,7 @@ def rwo_claim(cluster, no_registry, make_claim, pytestconfig):
     block = _block(pytestconfig)
     missing = steps.missing_prerequisites(cluster, block)
     if missing:
-        pytest.skip(missing)
+        raise BackendUnavailable(block.id, missing)
     return make_claim(RWO_CLAIM, "ReadWriteOnce", "100Gi", storage_class=block.storage_class)
 
 

@@ -29,6 +29,7 @@ import pytest
 import requests
 
 from fixtures.registry import push_fresh_image
+from fixtures.verdicts import not_applicable
 from utilities import kube, waits
 from utilities import registry_steps as steps
 from utilities.kube import REGISTRY_NAMESPACE
@@ -114,13 +115,13 @@ def wrong_trusted_ca(cluster, registry_backend, backend_route, rollout_timeout, 
     # backend_route first: with the wrong CA the operator applies no spec change (no route appears).
     backend = registry_backend.backend
     if not backend.s3:
-        pytest.skip(f"{backend.id} is not S3 storage (no trustedCA): the check does not apply")
+        not_applicable(f"{backend.id} is not S3 storage (no trustedCA): the check does not apply")
     s3 = registry_backend.config["spec"]["storage"]["s3"]
     endpoint, name = s3.get("regionEndpoint") or "", (s3.get("trustedCA") or {}).get("name")
     if not name:
-        pytest.skip(f"{backend.id}: spec.storage.s3.trustedCA is not set: the check does not apply")
+        not_applicable(f"{backend.id}: spec.storage.s3.trustedCA is not set: the check does not apply")
     if not endpoint.startswith("https://"):
-        pytest.skip(f"{backend.id}: regionEndpoint {endpoint!r} is not HTTPS: there is no certificate to verify")
+        not_applicable(f"{backend.id}: regionEndpoint {endpoint!r} is not HTTPS: there is no certificate to verify")
     host = endpoint[len("https://"):].split("/")[0].split(":")[0]
     connect_to = cluster.ingress_for(host)
     if verifies(host, connect_to, None):

@@ -4,7 +4,8 @@ Plain code (the pytest plugin `fixtures/reporting.py` fills a `RunRecord`; a not
 
 - `reports/<run>/results.json`: the record (cluster, who, when, suite version, every check's outcome
   and duration, the procedure's steps and their durations, the restore verdict);
-- `reports/<run>/matrix.md` / `matrix.html`: checks x backends, each cell passed / failed / skipped with
+- `reports/<run>/matrix.md` / `matrix.html`: checks x backends, each cell passed / failed / skipped / n/a
+  (the check does not apply, or the cluster lacks the backend's prerequisites: fixtures/verdicts.py) with
   the reason one line (markdown: a numbered note under the table) or one click (HTML) away;
 - `reports/<run>/certificate.md` / `.html`: one page for a certification ticket.
 """
@@ -24,8 +25,9 @@ RESULTS_FILE = "results.json"
 NO_BACKEND = "-"           # checks that are not crossed with a storage backend
 
 # Marks every common font has (DejaVu included), so the pages read the same everywhere.
-OUTCOME_MARK = {"passed": "✓", "failed": "✗", "error": "✗", "skipped": "–", "xfailed": "!", "xpassed": "!",
-                "not run": "·"}
+NOT_APPLICABLE = "n/a"
+OUTCOME_MARK = {"passed": "✓", "failed": "✗", "error": "✗", "skipped": "–", NOT_APPLICABLE: "○", "xfailed": "!",
+                "xpassed": "!", "not run": "·"}
 BAD = ("failed", "error")
 
 
@@ -34,7 +36,7 @@ class CheckResult:
     nodeid: str
     check: str                    # the test function, e.g. test_rollout_completes
     backend: str                  # backend id, or NO_BACKEND
-    outcome: str                  # passed, failed, error, skipped, xfailed, xpassed
+    outcome: str                  # passed, failed, error, skipped, n/a, xfailed, xpassed
     reason: str = ""              # one line: the failure's message or the skip's reason
     duration: float = 0.0         # setup + call + teardown, seconds
     description: str = ""         # the check's expectation (its docstring's first line)
@@ -166,24 +168,32 @@ def cell(rec: RunRecord, check: str, backend: str) -> CheckResult | None:
 
 
 def backend_verdicts(rec: RunRecord) -> dict[str, tuple[bool, str]]:
-    """backend -> (certified, why)."""
+    """backend -> (certified, why). Certified: no check failed and at least one passed."""
     out = {}
     for b in backends_of(rec):
         rs = [r for r in rec.results if r.backend == b]
         bad = [r for r in rs if r.outcome in BAD]
         passed = [r for r in rs if r.outcome == "passed"]
         skipped = [r for r in rs if r.outcome == "skipped"]
+        na = [r for r in rs if r.outcome == NOT_APPLICABLE]
         if not rs:
             out[b] = (False, "not run (deselected)")
         elif bad:
             first = bad[0]
             out[b] = (False, f"{len(bad)} check(s) failed; first: {first.check}: {first.reason}")
         elif not passed:
-            out[b] = (False, "skipped: " + (skipped[0].reason if skipped else "no check ran"))
+            first = (skipped or na or [None])[0]
+            out[b] = (False, f"{first.outcome}: {first.reason}" if first else "no check ran")
         else:
-            out[b] = (True, f"{len(passed)} check(s) passed" +
-                      (f", {len(skipped)} not applicable (skipped with the reason)" if skipped else ""))
+            out[b] = (True, ", ".join([f"{len(passed)} check(s) passed"] +
+                                      ([f"{len(na)} not applicable"] if na else []) +
+                                      ([f"{len(skipped)} skipped"] if skipped else [])))
     return out
+
+
+def certified_text(ok: bool, why: str) -> str:
+    """The certificate's "certified" cell: yes, no, or n/a (every check of the backend was n/a)."""
+    return "✓ yes" if ok else (f"{OUTCOME_MARK[NOT_APPLICABLE]} n/a" if why.startswith(NOT_APPLICABLE) else "✗ no")
 
 
 def backend_durations(rec: RunRecord) -> dict[str, float]:
@@ -238,7 +248,7 @@ def _cell_html(r: CheckResult | None) -> str:
     if r is None:
         return '<td class="notrun">· not run</td>'
     mark = OUTCOME_MARK.get(r.outcome, "?")
-    cls = "bad" if r.outcome in BAD else r.outcome
+    cls = "bad" if r.outcome in BAD else ("na" if r.outcome == NOT_APPLICABLE else r.outcome)
     if r.outcome == "passed" or not r.reason:
         return f'<td class="{cls}" title="{html.escape(r.nodeid)}">{mark} {r.outcome}</td>'
     return (f'<td class="{cls}"><details><summary>{mark} {r.outcome}</summary>'
@@ -247,7 +257,7 @@ def _cell_html(r: CheckResult | None) -> str:
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:.35em .6em;vertical-align:top;text-align:left}th{background:#f3f3f3}
-.passed{background:#e6f4ea}.bad{background:#fce8e6}.skipped{background:#f1f3f4}.notrun{color:#999}
+.passed{background:#e6f4ea}.bad{background:#fce8e6}.skipped{background:#f1f3f4}.na{color:#5f6368}.notrun{color:#999}
 .reason{max-width:40em;white-space:pre-wrap;font-size:.9em}summary{cursor:pointer}code{font-size:.95em}
 .verdict-ok{color:#137333;font-weight:bold}.verdict-bad{color:#c5221f;font-weight:bold}"""
 
@@ -308,7 +318,7 @@ def certificate_md(rec: RunRecord) -> str:
              "| | |", "|---|---|"] + [f"| {k} | {_one_line(v, 600)} |" for k, v in _summary_rows(rec)]
     lines += ["", "## Backends", "", "| backend | certified | why | time |", "|---|---|---|---|"]
     for b, (ok, why) in verdicts.items():
-        lines.append(f"| {b} | {'✓ yes' if ok else '✗ no'} | {_one_line(why)} | {durations.get(b, 0.0):.1f} s |")
+        lines.append(f"| {b} | {certified_text(ok, why)} | {_one_line(why)} | {durations.get(b, 0.0):.1f} s |")
     if NO_BACKEND in durations:
         lines.append(f"| (procedure checks) | | | {durations[NO_BACKEND]:.1f} s |")
     lines += ["", "## Matrix", "", matrix_md(rec)]
@@ -324,7 +334,8 @@ def certificate_html(rec: RunRecord) -> str:
             f"{html.escape(verdict)}</span></p>",
             "<h2>Backends</h2><table><tr><th>backend</th><th>certified</th><th>why</th><th>time</th></tr>"]
     for b, (ok, why) in verdicts.items():
-        body.append(f'<tr><th>{html.escape(b)}</th><td class="{"passed" if ok else "bad"}">{"yes" if ok else "no"}</td>'
+        cls = "passed" if ok else ("na" if why.startswith(NOT_APPLICABLE) else "bad")
+        body.append(f'<tr><th>{html.escape(b)}</th><td class="{cls}">{certified_text(ok, why)}</td>'
                     f'<td class="reason">{html.escape(why)}</td><td>{durations.get(b, 0.0):.1f} s</td></tr>')
     body.append("</table><h2>Matrix</h2>" + matrix_html_table(rec))
     return _page(f"Image registry storage certification: run {rec.run_id}", "\n".join(body))

@@ -228,3 +228,12 @@ class ControlPlaneMonitor:
                 "final": {n: operator_state(o) for n, o in self.operator_objs.items()}}
         path.write_text(json.dumps(data, indent=2, sort_keys=True))
         return path
+
+
+def read_report(run_dir) -> dict | None:
+    """The run's control-plane.json (`ControlPlaneMonitor.write`); None when there is none (the run
+    changed nothing, or stopped before watching) or it cannot be read."""
+    try:
+        return json.loads((Path(run_dir) / REPORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,6 +1,8 @@
-"""A real run leaves the matrix, the certificate, results.json, JUnit properties and the evidence."""
+"""A real run leaves the matrix, the certificate, results.json, JUnit properties and the evidence, and
+ends its output saying what happened to the cluster and where the reports are."""
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 
 from utilities import certificate
@@ -53,6 +55,13 @@ def test_evidence_of_the_failed_setup_is_kept(small_run):
     assert "ProvisioningFailed" in events and "injected fault (localcluster provisioner.fail)" in events
 
 
+def test_the_last_lines_say_what_happened_to_the_cluster(small_run):
+    count = json.loads((small_run.run_dir / "control-plane.json").read_text())["count"]
+    assert small_run.proc.stdout.rstrip().splitlines()[-2:] == [
+        f"cluster: the Config was restored exactly; the run caused {count} control-plane rollout(s), settled",
+        f"reports: {small_run.run_dir}/ (certificate.md, matrix.md, journal.jsonl)"], small_run.proc.stdout[-2000:]
+
+
 def test_a_run_stopped_by_a_preflight_check_still_leaves_its_certificate(tmp_path):
     import subprocess
     import sys
@@ -67,3 +76,7 @@ def test_a_run_stopped_by_a_preflight_check_still_leaves_its_certificate(tmp_pat
     md = (tmp_path / "stopped" / "certificate.md").read_text()
     assert "| Exit status | 9 (stopped: cannot use the kubeconfig" in md
     assert "not run (deselected)" in md or "No check ran." in md
+    assert proc.stdout.rstrip().splitlines()[-2:] == [
+        "cluster: the Config was not changed (nothing to restore); no control-plane rollout (the run did not "
+        "change the image registry)", f"reports: {tmp_path / 'stopped'}/ (certificate.md, matrix.md, journal.jsonl)"], \
+        proc.stdout[-2000:]

@@ -1,7 +1,8 @@
 """Issue 7 on a local cluster without vSAN File Services and without ODF (reached with --kubeconfig):
 
 - item 13: default-pvc on thin-csi without vSAN File Services SKIPS as an environment without
-  ReadWriteMany volumes (the claim's ProvisioningFailed quoted), not as an operator failure;
+  ReadWriteMany volumes (the claim's ProvisioningFailed quoted), not as an operator failure; named with
+  --backend, it fails the run as a backend that cannot run here (issue 16: exit 16);
 - item 11: an original Config with rolloutStrategy Recreate and a nodeSelector: the emptyDir backend
   still rolls out with RollingUpdate (every backend sets what its procedure implies), and the
   inherited nodeSelector is reported;
@@ -50,7 +51,8 @@ def _outcomes(run_dir):
 def test_default_pvc_without_rwx_skips_as_the_environment(no_rwx):
     lc, cluster, tmp = no_rwx
     rc, out, run_dir = run_suite(lc, tmp, "no-rwx", [BACKENDS, "--backend=default-pvc", "-k", "rollout_completes"])
-    assert rc == 0, out[-4000:]
+    assert rc == 16, out[-4000:]
+    assert "\ndefault-pvc: an environment without ReadWriteMany volumes" in out, out[-4000:]
     kind, msg = _outcomes(run_dir)["test_rollout_completes[default-pvc]"]
     assert kind == "skipped", (kind, msg)
     assert "an environment without ReadWriteMany volumes" in msg and "thin-csi" in msg, msg

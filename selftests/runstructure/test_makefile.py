@@ -31,3 +31,18 @@ def test_real_cluster_needs_only_python(tmp_path):
 def test_local_cluster_installs_the_registry(tmp_path):
     plan = _plan(tmp_path)
     assert "apt-get install -y docker-registry" in plan, plan
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
+def test_validate_exits_with_the_suites_status(tmp_path):
+    """Issue 16: GNU make exits 2 whatever status the suite failed with; ./validate, with the same
+    variables, exits with the suite's own (here 4, a usage error) and make validate names it."""
+    args = ["CONTROL_PLANE=builtin", f"PYTEST_ARGS=--backend=nosuch --reports-dir={tmp_path}"]
+    proc = subprocess.run([str(REPO_ROOT / "validate"), *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "unknown backend 'nosuch'" in proc.stderr, proc.stderr
+    made = subprocess.run(["make", "--no-print-directory", "validate", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert made.returncode == 2, made.stdout + made.stderr
+    assert "make validate: the suite exited with status 4" in made.stderr, made.stderr

@@ -107,6 +107,10 @@ def test_signal_mid_rollout_restores_by_itself(local, sig):
     rc = run.wait(120)
     assert rc == 2, f"exit {rc}:\n{run.output[-3000:]}"
     local.assert_back(run.run_id)
+    # The last lines, after pytest's KeyboardInterrupt report, say so (issue 16).
+    last = [line for line in run.lines if line.strip()][-2:]
+    assert last[0].startswith("cluster: the Config was restored exactly; the run caused "), run.output[-2000:]
+    assert last[1] == f"reports: {run.run_dir}/ (certificate.md, matrix.md, journal.jsonl)", run.output[-2000:]
 
 
 def test_pytest_timeout_mid_rollout_restores_by_itself(local):

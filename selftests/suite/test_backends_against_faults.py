@@ -4,7 +4,8 @@ message names the cause (issue 3).
 To stay fast, ONE local cluster (ODF on) serves several cases in a row: each case sets its fault knobs
 before the run, runs `pytest tests/...` in a subprocess with
 `--backend` and `-k` picking the one check, reads the JUnit XML, and clears the knobs; the suite's own
-teardown puts the cluster back between cases. A second cluster runs with `--no-odf`.
+teardown puts the cluster back between cases. A second cluster runs with `--no-odf`: the ODF backends
+named there skip, and the run exits 16.
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def test_backend_check_names_the_cause(case: Case, odf_cluster):
     assert not pvcs, f"PVCs left behind: {[p.metadata.name for p in pvcs]}"
 
 
-def test_without_odf_the_odf_backends_skip_with_the_reason(tmp_path):
+def test_without_odf_the_odf_backends_skip_with_the_reason_and_fail_the_run(tmp_path):
     lc = LocalClusterProcess(tmp_path / "cluster", ["--no-odf"])
     lc.start()
     try:
@@ -109,7 +110,9 @@ def test_without_odf_the_odf_backends_skip_with_the_reason(tmp_path):
     finally:
         lc.stop()
     output = run.output
-    assert run.returncode == 0, f"the suite did not pass (skips expected):\n{output[-3000:]}"
+    # Named with --backend, a backend that cannot run fails the run (issue 16), each named in one line.
+    assert run.returncode == 16, f"exit {run.returncode}, expected 16:\n{output[-3000:]}"
+    assert "\ncephfs: StorageClass ocs-storagecluster-cephfs not found on the cluster" in output, output[-3000:]
     skips = junit_skips(run.junit)
     want = {"test_rollout_completes[cephfs]": "StorageClass ocs-storagecluster-cephfs not found",
             "test_rollout_completes[ceph-rgw]": "ObjectBucketClaim class ocs-storagecluster-ceph-rgw not found",

@@ -34,9 +34,17 @@ def skipped(reason: str, source: str = "") -> Verdict:
     return Verdict(SKIP, reason, source)
 
 
+_NOT_APPLICABLE = "does not apply: "
+
+
 def not_applicable(reason: str, source: str = "") -> Verdict:
     """A skip because the check does not apply to this cluster (no claim, not S3, not Managed)."""
-    return Verdict(SKIP, f"does not apply: {reason}", source)
+    return Verdict(SKIP, f"{_NOT_APPLICABLE}{reason}", source)
+
+
+def applies_not(v: Verdict) -> bool:
+    """The skip of `not_applicable` (the test is n/a), not one of a must-gather lacking a file."""
+    return v.verdict == SKIP and v.reason.startswith(_NOT_APPLICABLE)
 
 
 def worst(findings: list[Verdict], ok_reason: str = "", ok_source: str = "") -> Verdict:
