@@ -40,11 +40,12 @@ def _block(pytestconfig):
 
 
 @pytest.fixture
-def rwo_claim(cluster, no_registry, make_claim, pytestconfig):
+def rwo_claim(request, cluster, make_claim, pytestconfig):
     block = _block(pytestconfig)
     missing = steps.missing_prerequisites(cluster, block)
     if missing:
         raise BackendUnavailable(block.id, missing)
+    request.getfixturevalue("no_registry")      # only once the claim can be made
     return make_claim(RWO_CLAIM, "ReadWriteOnce", "100Gi", storage_class=block.storage_class)
 
 
