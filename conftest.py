@@ -8,7 +8,7 @@ import pytest
 from utilities.reports import RUN_DIR, RUN_ID, new_run_id, prepare_run_dir
 
 pytest_plugins = ["fixtures.cluster", "fixtures.safety", "fixtures.registry", "fixtures.storage",
-                  "fixtures.preupgrade", "fixtures.reporting"]
+                  "fixtures.preupgrade", "fixtures.reporting", "fixtures.deadline"]
 
 ROOT = Path(__file__).resolve().parent
 
@@ -29,7 +29,8 @@ def pytest_addoption(parser):
     g.addoption("--localcluster-arg", action="append", default=[], metavar="ARG",
                 help="extra argument for `python -m localcluster serve` (repeatable)")
     g.addoption("--rollout-timeout", type=float, default=300.0, metavar="SECONDS",
-                help="how long a registry rollout may take (default 300)")
+                help="how long a registry rollout may take, and all the waits of one test together "
+                     "(default 300)")
     # rollout wait (utilities/waits.py Graces): how long a cause real clusters retry may last
     g.addoption("--grace", action="append", default=[], metavar="NAME=SECONDS",
                 help="how long a transient cause may persist before it fails the rollout wait (repeatable; "

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from kubernetes import watch
 
-from utilities import kube, progress
+from utilities import deadline, kube, progress
 from utilities.kube import (CLUSTEROPERATOR_GVR, CONFIG_GVR, CONFIG_NAME, REGISTRY_DEPLOYMENT,
                             REGISTRY_NAMESPACE, REGISTRY_POD_SELECTOR, Cluster)
 
@@ -97,16 +97,18 @@ class ChangeFeed:
 def _wait_loop(feed_sources, evaluate: Callable[[], Any], timeout: float, describe: Callable[[], str],
                what: str):
     """Evaluate now, then after every change (or every RESYNC_SECONDS); `evaluate` returns a truthy
-    value to finish or raises to fail."""
-    deadline = time.monotonic() + timeout
+    value to finish or raises to fail. The timeout is cut to what is left of the test's deadline
+    (`utilities/deadline.py`)."""
+    timeout, cut = deadline.bounded(timeout)
+    end = time.monotonic() + timeout
     with ChangeFeed(feed_sources) as feed, progress.task(what) as task:
         while True:
             result = evaluate()
             if result:
                 return result
-            left = deadline - time.monotonic()
+            left = end - time.monotonic()
             if left <= 0:
-                raise WaitTimeout(f"{what}: not reached within {timeout:.0f}s; {describe()}")
+                raise WaitTimeout(f"{what}: not reached within {timeout:.0f}s{cut}; {describe()}")
             task.update(describe())
             feed.wait(min(left, RESYNC_SECONDS))
 
@@ -869,17 +871,19 @@ class SetupFailed(AssertionError):
 
 
 def wait_until_gone(read: Callable[[], Any], what: str, timeout: float) -> None:
-    """Poll `read()` (None when the object is gone) with a short back-off until it returns None."""
-    deadline = time.monotonic() + timeout
+    """Poll `read()` (None when the object is gone) with a short back-off until it returns None; the
+    timeout is cut to what is left of the test's deadline (`utilities/deadline.py`)."""
+    timeout, cut = deadline.bounded(timeout)
+    end = time.monotonic() + timeout
     delay = 0.05
     while True:
         obj = read()
         if obj is None:
             return
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= end:
             meta = obj.get("metadata") if isinstance(obj, dict) else getattr(obj, "metadata", None)
             fin = (meta.get("finalizers") if isinstance(meta, dict) else getattr(meta, "finalizers", None)) or []
-            raise WaitTimeout(f"{what}: still there after {timeout:.0f}s (finalizers: {fin})")
+            raise WaitTimeout(f"{what}: still there after {timeout:.0f}s{cut} (finalizers: {fin})")
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
 
