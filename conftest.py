@@ -35,7 +35,7 @@ def pytest_addoption(parser):
     g.addoption("--grace", action="append", default=[], metavar="NAME=SECONDS",
                 help="how long a transient cause may persist before it fails the rollout wait (repeatable; "
                      "all=SECONDS sets every one): provisioning (120), scheduling (120), attach (240), "
-                     "mount (120), not-ready (120), apply-error (30), create (60), settle (10)")
+                     "mount (120), not-ready (120), apply-error (30), create (60), settle (10), degraded (30)")
     g.addoption("--run-id", default=None, help="name of the reports/<run-id>/ directory (default: a timestamp)")
     g.addoption("--reports-dir", default=str(ROOT / "reports"), help="root of the reports (default: reports/)")
     g.addoption("--break-lock", action="store_true", default=False,

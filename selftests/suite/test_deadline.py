@@ -75,3 +75,7 @@ def test_the_call_phase_of_a_check_under_tests_has_a_deadline_of_the_rollout_tim
     assert deadline.current() is None
     assert _during_call(_item(Path(__file__))) is None      # a selftest keeps its waits' own timeouts
 
+
+def test_degraded_is_a_grace():
+    assert "degraded" in waits.Graces.names()
+    assert waits.Graces().with_items(["degraded=5"]).degraded == 5.0
