@@ -115,7 +115,7 @@ class ConditionJudge:
             first = self._first_seen.setdefault(key, now)
             if now - first >= grace:
                 return f"{text} (for {now - first:.0f} s, grace {grace:.0f} s)"
-            self.pending[key] = text
+            self.pending[key] = f"{text} (for {now - first:.0f} s of its {grace:.0f} s grace)"
         return None
 
     def _causes(self, type_: str, cond: dict) -> dict[tuple, tuple[str, float]]:

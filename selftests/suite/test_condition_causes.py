@@ -29,6 +29,7 @@ def test_degraded_naming_a_cause_fails_once_it_persisted_for_the_grace():
     assert j.failure(CERTS, 100.0) is None
     assert j.failure(CERTS, 129.0) is None
     assert "ImageRegistryCertificatesControllerError" in j.describe_pending()
+    assert "(for 29 s of its 30 s grace)" in j.describe_pending()
     cause = j.failure(CERTS, 130.0)
     assert cause is not None
     for needle in ("ClusterOperator image-registry Degraded=True/ImageRegistryCertificatesControllerError",
