@@ -10,7 +10,8 @@ from utilities.reports import RUN_DIR, RUN_ID, new_run_id, prepare_run_dir
 # fixtures.verdicts before fixtures.reporting: their trylast pytest_sessionfinish run in this order, so the
 # exit status is settled before the record is written.
 pytest_plugins = ["fixtures.cluster", "fixtures.safety", "fixtures.verdicts", "fixtures.registry",
-                  "fixtures.storage", "fixtures.preupgrade", "fixtures.reporting", "fixtures.closing"]
+                  "fixtures.storage", "fixtures.preupgrade", "fixtures.reporting", "fixtures.closing",
+                  "fixtures.deadline"]
 
 ROOT = Path(__file__).resolve().parent
 
@@ -31,12 +32,13 @@ def pytest_addoption(parser):
     g.addoption("--localcluster-arg", action="append", default=[], metavar="ARG",
                 help="extra argument for `python -m localcluster serve` (repeatable)")
     g.addoption("--rollout-timeout", type=float, default=300.0, metavar="SECONDS",
-                help="how long a registry rollout may take (default 300)")
+                help="how long a registry rollout may take, and all the waits of one test together "
+                     "(default 300)")
     # rollout wait (utilities/waits.py Graces): how long a cause real clusters retry may last
     g.addoption("--grace", action="append", default=[], metavar="NAME=SECONDS",
                 help="how long a transient cause may persist before it fails the rollout wait (repeatable; "
                      "all=SECONDS sets every one): provisioning (120), scheduling (120), attach (240), "
-                     "mount (120), not-ready (120), apply-error (30), create (60), settle (10)")
+                     "mount (120), not-ready (120), apply-error (30), create (60), settle (10), degraded (30)")
     g.addoption("--run-id", default=None, help="name of the reports/<run-id>/ directory (default: a timestamp)")
     g.addoption("--reports-dir", default=str(ROOT / "reports"), help="root of the reports (default: reports/)")
     g.addoption("--break-lock", action="store_true", default=False,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import pytest
 
 from fixtures.verdicts import not_applicable
-from utilities import kube, provided, waits
+from utilities import deadline, kube, provided, rollout_settled, waits
 from utilities import registry_steps as steps
 from utilities.images import build_random_image
 from utilities.kube import REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE
@@ -151,10 +151,13 @@ def test_manual_deployment_edit_is_reverted(cluster, registry_backend, rollout_t
             kube.call(cluster.apps.patch_namespaced_deployment, REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE,
                       [{"op": "remove", "path": f"/spec/template/spec/containers/{ci}/env/{ei}"}])
         # Two rollouts in a row (the edit, the revert): pods of one may wait for the other's to go
-        # (anti-affinity), so wait for completion without failing on that transient FailedScheduling.
-        waits._wait_loop(waits.rollout_sources(cluster), lambda: waits.RolloutJudge.complete(waits.read_snapshot(cluster)),
-                         rollout_timeout, lambda: waits.describe_snapshot(waits.read_snapshot(cluster)),
-                         "the registry rollout after the manual edit")
+        # (anti-affinity), so wait without failing on that transient FailedScheduling; and until the
+        # edit's ReplicaSet is empty too, not only complete (utilities/rollout_settled.py), so that the
+        # next check reads a registry at rest. A restore: with a timeout of its own, whatever the wait
+        # above left of the test's deadline.
+        with deadline.lifted():
+            rollout_settled.wait_for_settled_rollout(cluster, rollout_timeout,
+                                                     "the registry rollout after the manual edit")
     assert reverted, (f"Deployment {REGISTRY_NAMESPACE}/{REGISTRY_DEPLOYMENT}: env {PROBE_ENV} added by hand to "
                       f"container {ci} is still there {REVERT_GRACE:.0f}s later: the operator does not put the "
                       "Deployment back to what the Config declares (it reverts manual edits)")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import pytest
 
 from fixtures.verdicts import BackendUnavailable
-from utilities import waits
+from utilities import deadline, waits
 from utilities import registry_steps as steps
 from utilities.backends import BLOCK
 
@@ -51,12 +51,13 @@ def rwo_claim(request, cluster, make_claim, pytestconfig):
 
 def _refused(cluster, rollout_timeout, expected: str, **fields) -> dict:
     """Managed + `fields`; the operator must refuse with `expected`; the spec is put back and the
-    registry settles before the next step."""
+    registry settles before the next step (with a timeout of its own: the test's deadline may be spent)."""
     try:
         with steps.spec_fields(cluster, managementState="Managed", **fields):
             cfg = waits.wait_for_progressing_error(cluster, expected, rollout_timeout)
     finally:
-        steps.wait_settled(cluster, rollout_timeout)
+        with deadline.lifted():
+            steps.wait_settled(cluster, rollout_timeout)
     prog = waits.conditions(cfg)["Progressing"]
     assert prog.get("reason") == "Error", waits.storage_conditions_text(cfg)
     assert prog.get("message") == APPLY_PREFIX + expected, \

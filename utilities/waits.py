@@ -16,7 +16,10 @@ from typing import Any, Callable
 
 from kubernetes import watch
 
-from utilities import kube, progress
+from utilities import deadline, kube, progress
+from utilities.condition_causes import ConditionJudge, TargetUnreachable, node_ca_reader
+from utilities.conditions import (condition_matches, conditions, pod_unschedulable, reason_components,  # noqa: F401
+                                  reason_matches)
 from utilities.kube import (CLUSTEROPERATOR_GVR, CONFIG_GVR, CONFIG_NAME, REGISTRY_DEPLOYMENT,
                             REGISTRY_NAMESPACE, REGISTRY_POD_SELECTOR, Cluster)
 
@@ -97,16 +100,19 @@ class ChangeFeed:
 def _wait_loop(feed_sources, evaluate: Callable[[], Any], timeout: float, describe: Callable[[], str],
                what: str):
     """Evaluate now, then after every change (or every RESYNC_SECONDS); `evaluate` returns a truthy
-    value to finish or raises to fail."""
-    deadline = time.monotonic() + timeout
+    value to finish or raises to fail. The timeout is cut to what is left of the test's deadline
+    (`utilities/deadline.py`)."""
+    timeout, cut = deadline.bounded(timeout)
+    end = time.monotonic() + timeout
     with ChangeFeed(feed_sources) as feed, progress.task(what) as task:
         while True:
             result = evaluate()
             if result:
                 return result
-            left = deadline - time.monotonic()
+            left = end - time.monotonic()
             if left <= 0:
-                raise WaitTimeout(f"{what}: not reached within {timeout:.0f}s; {describe()}")
+                raise (deadline.Exhausted if cut else WaitTimeout)(
+                    f"{what}: not reached within {timeout:.0f}s{cut}; {describe()}")
             task.update(describe())
             feed.wait(min(left, RESYNC_SECONDS))
 
@@ -114,10 +120,6 @@ def _wait_loop(feed_sources, evaluate: Callable[[], Any], timeout: float, descri
 # ---------------------------------------------------------------------------------------------
 # Simple waits
 # ---------------------------------------------------------------------------------------------
-def conditions(obj: dict | None) -> dict[str, dict]:
-    return {c.get("type"): c for c in ((obj or {}).get("status") or {}).get("conditions") or []}
-
-
 def format_conditions(obj: dict | None, types=("Available", "Progressing", "Degraded", "Removed")) -> str:
     conds = conditions(obj)
     parts = []
@@ -135,17 +137,25 @@ def _config_sources(cluster: Cluster) -> list:
 
 
 def wait_for_config(cluster: Cluster, predicate: Callable[[dict | None], bool], timeout: float,
-                    what: str) -> dict | None:
-    """Wait until predicate(Config or None) holds."""
+                    what: str, judge: ConditionJudge | None = None) -> dict | None:
+    """Wait until predicate(Config or None) holds; with a `judge`, fail (TargetUnreachable) once the
+    synced Config states a cause that keeps the target away (`utilities/condition_causes.py`)."""
     state = {}
 
     def evaluate():
-        state["obj"] = cluster.registry_config()
-        return (state["obj"],) if predicate(state["obj"]) else None
+        obj = state["obj"] = cluster.registry_config()
+        if predicate(obj):
+            return (obj,)
+        cause = judge.failure(obj, time.monotonic()) if judge is not None and config_synced(obj) else None
+        if cause:
+            raise TargetUnreachable(f"{what} will not be reached: {cause}; Config conditions: "
+                                    f"{format_conditions(obj)}")
+        return None
 
     def describe():
         obj = state.get("obj")
-        return "the Config does not exist" if obj is None else f"Config conditions: {format_conditions(obj)}"
+        return ("the Config does not exist" if obj is None else f"Config conditions: {format_conditions(obj)}"
+                + (judge.describe_pending() if judge is not None else ""))
 
     return _wait_loop(_config_sources(cluster), evaluate, timeout, describe, what)[0]
 
@@ -178,45 +188,47 @@ def wait_for_conditions(cluster: Cluster, expected: dict[str, tuple[str, str | N
                 return False
         return True
     want = ", ".join(f"{t}={s}" + (f"/{r}" if r else "") for t, (s, r) in expected.items())
-    return wait_for_config(cluster, ok, timeout, f"Config conditions {want}")
+    return wait_for_config(cluster, ok, timeout, f"Config conditions {want}",
+                           judge=condition_judge(f"Config {CONFIG_NAME}", expected))
 
 
-def reason_components(reason: str | None) -> list[str]:
-    """A ClusterOperator reason is the union of its components' reasons, sorted and joined with "::"
-    (CIRO pkg/resource/clusteroperator.go unionReason; operator-facts §12.7): e.g.
-    "NodeCADaemonNoAvailableReplicas::Removed" -> ["NodeCADaemonNoAvailableReplicas", "Removed"]."""
-    return [r for r in (reason or "").split("::") if r]
+def condition_judge(where: str, expected: dict[str, tuple[str, str | None]],
+                    node_ca: Callable[[], str | None] | None = None) -> ConditionJudge:
+    """The judge of a condition wait, with the graces of `--grace` (degraded, scheduling)."""
+    return ConditionJudge(where, expected, degraded_grace=DEFAULT_GRACES.degraded,
+                          scheduling_grace=DEFAULT_GRACES.scheduling, node_ca=node_ca)
 
 
-def reason_matches(reason: str | None, expected: str) -> bool:
-    """`expected` is one component of the union `reason` (or the whole reason)."""
-    return reason == expected or expected in reason_components(reason)
-
-
-def clusteroperator_condition_matches(cond: dict | None, status: str, reason: str | None) -> bool:
-    return bool(cond) and cond.get("status") == status and (reason is None or reason_matches(cond.get("reason"),
-                                                                                              reason))
+clusteroperator_condition_matches = condition_matches    # the earlier name
 
 
 def wait_for_clusteroperator(cluster: Cluster, expected: dict[str, tuple[str, str | None]], timeout: float,
                              name: str = "image-registry") -> dict:
-    """expected: {type: (status, reason or None)}; a reason matches one component of the union."""
+    """expected: {type: (status, reason or None)}; a reason matches one component of the union. Fails
+    (TargetUnreachable) once the ClusterOperator states a cause that keeps the target away
+    (`utilities/condition_causes.py`)."""
     state = {}
+    judge = condition_judge(f"ClusterOperator {name}", expected,
+                            node_ca=node_ca_reader(cluster) if name == "image-registry" else None)
 
     def evaluate():
         obj = state["obj"] = cluster.get_cluster_object(CLUSTEROPERATOR_GVR, name)
         conds = conditions(obj)
-        for t, (status, reason) in expected.items():
-            if not clusteroperator_condition_matches(conds.get(t), status, reason):
-                return None
-        return (obj,)
+        if all(condition_matches(conds.get(t), status, reason) for t, (status, reason) in expected.items()):
+            return (obj,)
+        cause = judge.failure(obj, time.monotonic())
+        if cause:
+            raise TargetUnreachable(f"ClusterOperator {name} {want} will not be reached: {cause}; "
+                                    f"ClusterOperator conditions: {format_conditions(obj, expected)}")
+        return None
 
     sources = [("clusteroperator", cluster.custom.list_cluster_custom_object,
                 {"group": CLUSTEROPERATOR_GVR[0], "version": CLUSTEROPERATOR_GVR[1],
                  "plural": CLUSTEROPERATOR_GVR[2], "field_selector": f"metadata.name={name}"})]
     want = ", ".join(f"{t}={s}" + (f"/{r}" if r else "") for t, (s, r) in expected.items())
     return _wait_loop(sources, evaluate, timeout,
-                      lambda: f"ClusterOperator conditions: {format_conditions(state.get('obj'), expected)}",
+                      lambda: (f"ClusterOperator conditions: {format_conditions(state.get('obj'), expected)}"
+                               + judge.describe_pending()),
                       f"ClusterOperator {name} {want}")[0]
 
 
@@ -300,6 +312,8 @@ class Graces:
     apply_error: float = 30.0     # Config Progressing=True/Error "Unable to apply resources: ..."
     create: float = 60.0          # ReplicaSet FailedCreate (quota, admission) while replicas are missing
     settle: float = 10.0          # the Deployment settled with fewer replicas than it asks for
+    degraded: float = 30.0        # a condition wait: a Degraded condition naming a cause, where the wait's
+    #                               target wants it otherwise (utilities/condition_causes.py)
 
     @classmethod
     def names(cls) -> list[str]:
@@ -599,7 +613,7 @@ class RolloutJudge:
                     # kube-scheduler does not report again while nothing changes: a pod it found
                     # unschedulable waits in its unschedulable queue (up to 5 minutes) for a cluster
                     # event. The pod staying unscheduled is the persisting state.
-                    by_state = _pod_unschedulable(pod)
+                    by_state = pod_unschedulable(pod)
                 elif reason == "FailedAttachVolume" and not _pod_ready(pod):
                     grace, state = g.attach, f"the pod on node {node} is still not ready"
                 elif reason == "FailedMount" and not _pod_ready(pod):
@@ -770,14 +784,6 @@ def _replica_shortfall(dep: dict | None, live_pods: list[dict]) -> str | None:
             f"(ready pods: {sorted(p['metadata'].get('name') for p in live_pods)})")
 
 
-def _pod_unschedulable(pod: dict) -> bool:
-    """The scheduler's last word on the pod: PodScheduled=False/Unschedulable, and still no node."""
-    if (pod.get("spec") or {}).get("nodeName"):
-        return False
-    return any(c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable"
-               for c in (pod.get("status") or {}).get("conditions") or [])
-
-
 def _pod_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
@@ -869,17 +875,20 @@ class SetupFailed(AssertionError):
 
 
 def wait_until_gone(read: Callable[[], Any], what: str, timeout: float) -> None:
-    """Poll `read()` (None when the object is gone) with a short back-off until it returns None."""
-    deadline = time.monotonic() + timeout
+    """Poll `read()` (None when the object is gone) with a short back-off until it returns None; the
+    timeout is cut to what is left of the test's deadline (`utilities/deadline.py`)."""
+    timeout, cut = deadline.bounded(timeout)
+    end = time.monotonic() + timeout
     delay = 0.05
     while True:
         obj = read()
         if obj is None:
             return
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= end:
             meta = obj.get("metadata") if isinstance(obj, dict) else getattr(obj, "metadata", None)
             fin = (meta.get("finalizers") if isinstance(meta, dict) else getattr(meta, "finalizers", None)) or []
-            raise WaitTimeout(f"{what}: still there after {timeout:.0f}s (finalizers: {fin})")
+            raise (deadline.Exhausted if cut else WaitTimeout)(
+                f"{what}: still there after {timeout:.0f}s{cut} (finalizers: {fin})")
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
 

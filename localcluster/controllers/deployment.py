@@ -989,9 +989,15 @@ class DaemonSetController(Controller):
         for ds in self.ds.items():
             self.queue.add(_key(ds))
 
+    def _fits_no_node(self, ds: dict) -> bool:
+        """Fault `daemonset.fitNoNode` (comma-separated namespace/name): the DaemonSet fits no node, as
+        one whose nodeSelector no node's labels match (desiredNumberScheduled 0, its pods deleted)."""
+        named = {n.strip() for n in self.faults.get("daemonset.fitNoNode").split(",") if n.strip()}
+        return f"{ds['metadata'].get('namespace')}/{ds['metadata'].get('name')}" in named
+
     def _eligible(self, ds: dict, node: dict) -> bool:
         spec = (ds["spec"].get("template") or {}).get("spec") or {}
-        if not node_selector_matches(spec, node):
+        if not node_selector_matches(spec, node) or self._fits_no_node(ds):
             return False
         # The DaemonSet controller adds tolerations for node conditions and unschedulable itself.
         tolerations = list(spec.get("tolerations") or []) + [

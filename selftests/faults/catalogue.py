@@ -21,6 +21,7 @@ DECLARED = "tests/test_declared_vs_provided.py"
 DOWN = "tests/test_conditions_while_down.py"
 TRUST = "tests/test_trust.py"
 REMOVED = "tests/test_removed_leaves_nothing.py"
+MANAGEMENT = "tests/test_management_state.py"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +164,13 @@ CATALOGUE: list[Fault] = [
           (TRUST, "--backend", "ceph-rgw", "-k", "operator"), "test_operator_verifies_the_s3_endpoint[ceph-rgw]",
           ("did not report", "x509", "trustedCA"),
           "the operator verifies the S3 endpoint with the trustedCA config map", selftest=True),
+
+    # --- issue 16: a wait fails when the cluster says why (selftests/suite/test_waits_fail_fast.py) ----
+    Fault("daemonset.fitNoNode", {"daemonset.fitNoNode": "openshift-image-registry/node-ca"},
+          (MANAGEMENT, "-k", "back_to_removed"), "test_back_to_removed_deletes_the_deployment",
+          ("ClusterOperator image-registry", "DaemonSet openshift-image-registry/node-ca",
+           "desiredNumberScheduled 0"),
+          "node-ca runs on every node (the ClusterOperator is Available)"),
 ]
 
 BY_ID = {f.id: f for f in CATALOGUE}
