@@ -45,9 +45,11 @@ def test_config_and_clusteroperator_exist(cluster, registry_config):
 def test_back_to_removed_deletes_the_deployment(cluster, registry_removal, rollout_timeout):
     """From Managed with storage (the last backend of the run, or emptyDir) to Removed: the run's one
     switch back (the original spec is put back after it)."""
-    assert registry_removal.had_deployment, "no Deployment while Managed with storage"
+    assert registry_removal.had_deployment, \
+        f"no Deployment {REGISTRY_NAMESPACE}/{REGISTRY_DEPLOYMENT} while Managed with storage, before Removed"
     assert kube.get_or_none(cluster.apps.read_namespaced_deployment, REGISTRY_DEPLOYMENT,
-                            REGISTRY_NAMESPACE) is None
+                            REGISTRY_NAMESPACE) is None, \
+        f"Deployment {REGISTRY_NAMESPACE}/{REGISTRY_DEPLOYMENT} still there after the operator reported Removed"
     cfg = cluster.registry_config()
     for type_, status in (("Available", "True"), ("Progressing", "False"), ("Degraded", "False"),
                           ("Removed", "True")):

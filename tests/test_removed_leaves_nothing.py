@@ -53,7 +53,8 @@ def _leftovers(cluster) -> list[str]:
 
 @pytest.mark.phase("last")
 def test_removed_leaves_nothing_behind(cluster, registry_removal):
-    assert registry_removal.had_deployment, "no Deployment while Managed"
+    assert registry_removal.had_deployment, \
+        f"no Deployment {REGISTRY_NAMESPACE}/image-registry while Managed with storage, before Removed"
     state = {}
 
     def gone():

@@ -18,6 +18,7 @@ from fixtures.verdicts import not_applicable
 from utilities import deployed, kube, rwo_probe, waits
 from utilities import registry_steps as steps
 from utilities.backends import OPERATOR_PVC_ANNOTATION, without_zero_values
+from utilities.conditions import reason_matches
 from utilities.images import build_random_image
 from utilities.kube import CLUSTEROPERATOR_GVR, REGISTRY_DEPLOYMENT, REGISTRY_NAMESPACE
 from utilities.registry_client import ManifestUnknown, RegistryError
@@ -211,7 +212,7 @@ def test_operator_conditions_healthy(cluster, registry_backend, rollout_timeout)
     co = waits.wait_for_clusteroperator(cluster, {"Available": ("True", None), "Progressing": ("False", None),
                                                   "Degraded": ("False", None)}, min(rollout_timeout, 60))
     assert cluster.get_cluster_object(CLUSTEROPERATOR_GVR, "image-registry") is not None
-    assert waits.reason_matches(waits.conditions(co)["Available"].get("reason"), "Ready"), waits.format_conditions(co)
+    assert reason_matches(waits.conditions(co)["Available"].get("reason"), "Ready"), waits.format_conditions(co)
 
 
 def test_push_and_pull_through_the_route(cluster, registry_backend, backend_route, test_namespace):

@@ -167,8 +167,9 @@ def cell(rec: RunRecord, check: str, backend: str) -> CheckResult | None:
     return found[0]
 
 
-def backend_verdicts(rec: RunRecord) -> dict[str, tuple[bool, str]]:
-    """backend -> (certified, why). Certified: no check failed and at least one passed."""
+def backend_verdicts(rec: RunRecord) -> dict[str, tuple[bool | None, str]]:
+    """backend -> (certified, why). Certified (True): no check failed and at least one passed; None (n/a):
+    nothing failed or was skipped, and every check ran was n/a; else False."""
     out = {}
     for b in backends_of(rec):
         rs = [r for r in rec.results if r.backend == b]
@@ -183,7 +184,8 @@ def backend_verdicts(rec: RunRecord) -> dict[str, tuple[bool, str]]:
             out[b] = (False, f"{len(bad)} check(s) failed; first: {first.check}: {first.reason}")
         elif not passed:
             first = (skipped or na or [None])[0]
-            out[b] = (False, f"{first.outcome}: {first.reason}" if first else "no check ran")
+            out[b] = (None if first is not None and not skipped else False,
+                      f"{first.outcome}: {first.reason}" if first else "no check ran")
         else:
             out[b] = (True, ", ".join([f"{len(passed)} check(s) passed"] +
                                       ([f"{len(na)} not applicable"] if na else []) +
@@ -191,9 +193,9 @@ def backend_verdicts(rec: RunRecord) -> dict[str, tuple[bool, str]]:
     return out
 
 
-def certified_text(ok: bool, why: str) -> str:
-    """The certificate's "certified" cell: yes, no, or n/a (every check of the backend was n/a)."""
-    return "✓ yes" if ok else (f"{OUTCOME_MARK[NOT_APPLICABLE]} n/a" if why.startswith(NOT_APPLICABLE) else "✗ no")
+def certified_text(ok: bool | None) -> str:
+    """The certificate's "certified" cell: yes, no, or n/a (`backend_verdicts`' None)."""
+    return "✓ yes" if ok else ("✗ no" if ok is False else f"{OUTCOME_MARK[NOT_APPLICABLE]} n/a")
 
 
 def backend_durations(rec: RunRecord) -> dict[str, float]:
@@ -318,7 +320,7 @@ def certificate_md(rec: RunRecord) -> str:
              "| | |", "|---|---|"] + [f"| {k} | {_one_line(v, 600)} |" for k, v in _summary_rows(rec)]
     lines += ["", "## Backends", "", "| backend | certified | why | time |", "|---|---|---|---|"]
     for b, (ok, why) in verdicts.items():
-        lines.append(f"| {b} | {certified_text(ok, why)} | {_one_line(why)} | {durations.get(b, 0.0):.1f} s |")
+        lines.append(f"| {b} | {certified_text(ok)} | {_one_line(why)} | {durations.get(b, 0.0):.1f} s |")
     if NO_BACKEND in durations:
         lines.append(f"| (procedure checks) | | | {durations[NO_BACKEND]:.1f} s |")
     lines += ["", "## Matrix", "", matrix_md(rec)]
@@ -334,8 +336,8 @@ def certificate_html(rec: RunRecord) -> str:
             f"{html.escape(verdict)}</span></p>",
             "<h2>Backends</h2><table><tr><th>backend</th><th>certified</th><th>why</th><th>time</th></tr>"]
     for b, (ok, why) in verdicts.items():
-        cls = "passed" if ok else ("na" if why.startswith(NOT_APPLICABLE) else "bad")
-        body.append(f'<tr><th>{html.escape(b)}</th><td class="{cls}">{certified_text(ok, why)}</td>'
+        cls = "passed" if ok else ("bad" if ok is False else "na")
+        body.append(f'<tr><th>{html.escape(b)}</th><td class="{cls}">{certified_text(ok)}</td>'
                     f'<td class="reason">{html.escape(why)}</td><td>{durations.get(b, 0.0):.1f} s</td></tr>')
     body.append("</table><h2>Matrix</h2>" + matrix_html_table(rec))
     return _page(f"Image registry storage certification: run {rec.run_id}", "\n".join(body))

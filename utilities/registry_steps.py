@@ -863,8 +863,7 @@ class RegistrySession:
         self._rolled_out(since)         # still complete (a replica that dropped out meanwhile is back)
         setup.config = self.cluster.registry_config()
         if not setup.storage_problems:
-            while self._retired:        # nothing mounts them any more
-                self._release(self._retired.pop())
+            self._release_retired(lambda _: True)       # nothing mounts or names them any more
         # else: the previous backend's objects stay until the end of the run (after the restore)
         return setup
 

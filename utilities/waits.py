@@ -18,8 +18,7 @@ from kubernetes import watch
 
 from utilities import deadline, kube, progress
 from utilities.condition_causes import ConditionJudge, TargetUnreachable, node_ca_reader
-from utilities.conditions import (condition_matches, conditions, pod_unschedulable, reason_components,  # noqa: F401
-                                  reason_matches)
+from utilities.conditions import condition_matches, conditions, pod_unschedulable
 from utilities.kube import (CLUSTEROPERATOR_GVR, CONFIG_GVR, CONFIG_NAME, REGISTRY_DEPLOYMENT,
                             REGISTRY_NAMESPACE, REGISTRY_POD_SELECTOR, Cluster)
 
@@ -197,9 +196,6 @@ def condition_judge(where: str, expected: dict[str, tuple[str, str | None]],
     """The judge of a condition wait, with the graces of `--grace` (degraded, scheduling)."""
     return ConditionJudge(where, expected, degraded_grace=DEFAULT_GRACES.degraded,
                           scheduling_grace=DEFAULT_GRACES.scheduling, node_ca=node_ca)
-
-
-clusteroperator_condition_matches = condition_matches    # the earlier name
 
 
 def wait_for_clusteroperator(cluster: Cluster, expected: dict[str, tuple[str, str | None]], timeout: float,

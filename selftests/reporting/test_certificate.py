@@ -34,7 +34,7 @@ def test_verdicts():
     v = cert.backend_verdicts(record())
     assert v["emptydir"] == (True, "1 check(s) passed, 1 not applicable")
     assert v["block"][0] is False and "test_a: AssertionError: PVC phase Pending" in v["block"][1]
-    assert v["cephfs"] == (False, "n/a: cephfs: StorageClass ocs-storagecluster-cephfs not found on the "
+    assert v["cephfs"] == (None, "n/a: cephfs: StorageClass ocs-storagecluster-cephfs not found on the "
                                   "cluster (is OpenShift Data Foundation installed?)")
     assert v["noobaa"] == (False, "skipped: destructive: pass --allow-destructive")
     assert v["default-pvc"] == (False, "not run (deselected)")

@@ -50,4 +50,7 @@ def test_selection_passes_and_restores(healthy, backends):
     assert cp["count"] == HOSTNAME_CHANGES, (
         f"the run changed the image config's registry host names {cp['count']} times, README says "
         f"{HOSTNAME_CHANGES}: {cp['changes']}")
-    assert cluster.registry_config()["spec"] == before
+    after = cluster.registry_config()["spec"]
+    assert after == before, f"--backend={' --backend='.join(backends)} left the Config spec changed: " + \
+        "; ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in sorted(set(before) | set(after))
+                  if before.get(k) != after.get(k))

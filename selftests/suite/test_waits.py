@@ -460,6 +460,6 @@ def test_graces_from_items():
     ("ReadyX", "Ready", False),
 ])
 def test_clusteroperator_reason_matches_by_component(reason, expected, ok):
-    from utilities.waits import clusteroperator_condition_matches, reason_matches
+    from utilities.conditions import condition_matches, reason_matches
     assert reason_matches(reason, expected) is ok
-    assert clusteroperator_condition_matches({"status": "True", "reason": reason}, "True", expected) is ok
+    assert condition_matches({"status": "True", "reason": reason}, "True", expected) is ok
