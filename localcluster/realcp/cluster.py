@@ -6,6 +6,7 @@ kube-scheduler and the real operator; keeps the node-side components as clients 
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -14,7 +15,7 @@ from types import SimpleNamespace
 
 from localcluster import settings as S
 from localcluster.cluster import LocalCluster
-from localcluster.client import path
+from localcluster.client import ApiError, path
 from localcluster.pki import CertificateAuthority
 from localcluster.realcp import netns
 from localcluster.realcp import seed as rseed
@@ -112,8 +113,31 @@ class RealCluster(LocalCluster):
         self.cp.procs.append(self.operator)
 
         await self._wait_for_router()
+        await self._wait_for_operator_report(client)
         self.timings["total"] = time.monotonic() - t0
         await self._expose()
+
+    async def _wait_for_operator_report(self, client, timeout: float = 60.0) -> None:
+        """Ready, as an installed cluster is, once the operator has reported on its ClusterOperator
+        (Available, Progressing, Degraded). A stuck operator is the cluster's state, not a start-up
+        failure (the fault selftests start such clusters): after `timeout` start-up goes on, logged."""
+        t = time.monotonic()
+        wanted = {"Available", "Progressing", "Degraded"}
+        while True:
+            try:
+                co = await client.get(path("config.openshift.io/v1", "clusteroperators", name="image-registry"))
+                if wanted <= {c.get("type") for c in (co.get("status") or {}).get("conditions") or []}:
+                    break
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+            self.cp.check()
+            if time.monotonic() - t > timeout:
+                log.warning("the operator has not reported Available/Progressing/Degraded on ClusterOperator "
+                            "image-registry within %.0f s; see %s", timeout, self.settings.state_dir / "logs")
+                break
+            await asyncio.sleep(0.2)
+        self.timings["operator_report"] = time.monotonic() - t
 
     async def _expose(self) -> None:
         bridge_dir = os.environ.get(netns.BRIDGE_ENV)

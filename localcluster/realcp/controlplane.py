@@ -215,7 +215,15 @@ class ControlPlane:
             f"--service-account-private-key-file={d / 'sa.key'}", f"--root-ca-file={d / 'ca.crt'}",
             # No kubelet heartbeats here (one node-side process plays every kubelet): the node-lifecycle
             # controller would mark the nodes NotReady and evict.
-            "--controllers=*,-node-lifecycle-controller", "--v=1"], self.log_dir)
+            "--controllers=*,-node-lifecycle-controller",
+            # Kubernetes 1.36 (beta, on by default): a workload controller skips a sync until its
+            # informer has seen its own last write, and backs off exponentially meanwhile. etcd 3.4
+            # sends no watch progress, so with no other event the informer can lag long enough that a
+            # DaemonSet's next sync is minutes away (node-ca never scheduled, seen in CI). The releases
+            # the operator comes from (Kubernetes 1.29-1.33) had no such wait.
+            "--feature-gates=" + ",".join(f"StaleControllerConsistency{kind}=false"
+                                          for kind in ("DaemonSet", "ReplicaSet", "StatefulSet", "Job")),
+            "--v=1"], self.log_dir)
         sched = Process("kube-scheduler", [
             str(sched_bin), f"--kubeconfig={k}", f"--authentication-kubeconfig={k}",
             f"--authorization-kubeconfig={k}", "--secure-port=0", "--leader-elect=false", "--v=1"],
