@@ -228,10 +228,11 @@ def _in_node_ca(v):
     ds = v.get("apps/v1", "daemonsets", "node-ca", NS)
     try:
         nodes, missing = v.optional(v.list, "v1", "nodes")
+        missing = missing and f"{missing} is not in the must-gather"
     except ApiException as e:
         if e.status != 403:
             raise
-        nodes, missing = None, "the nodes (forbidden to list)"
+        nodes, missing = None, "the user may not list nodes"
     pods, _ = v.optional(_pods, v)
     return dict(daemonset=ds, nodes=nodes, pods=pods, nodes_missing=missing)
 

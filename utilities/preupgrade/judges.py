@@ -699,8 +699,8 @@ def node_ca_nodes(nodes: list[dict]) -> list[str]:
 
 def node_ca(daemonset: dict | None, nodes: list[dict] | None = None, pods: list[dict] | None = None,
             nodes_missing: str | None = None) -> Verdict:
-    """node-ca on every node it should run on. `nodes`: None when they could not be read (a must-gather
-    without them: `nodes_missing` names the file); `pods`: the namespace's pods, to name the nodes
+    """node-ca on every node it should run on. `nodes`: None when they could not be read (`nodes_missing`
+    says why: a must-gather without them, a user who may not list them); `pods`: the namespace's pods, to name the nodes
     without a node-ca pod."""
     src = facts("node-ca")
     if daemonset is None:
@@ -711,7 +711,7 @@ def node_ca(daemonset: dict | None, nodes: list[dict] | None = None, pods: list[
     updated = int(st.get("updatedNumberScheduled", want) or 0)
     should = node_ca_nodes(nodes) if nodes is not None else None
     on = (f" of {len(should)} Linux node(s)" if should is not None else
-          f" (nodes not checked: {nodes_missing} is missing)" if nodes_missing else "")
+          f" (nodes not checked: {nodes_missing})" if nodes_missing else "")
     if want == 0:
         where = (f"while the cluster has {len(should)} Linux node(s) ({', '.join(should[:5])}"
                  f"{', ...' if len(should) > 5 else ''})" if should else
