@@ -133,8 +133,9 @@ def test_bad_archives_and_files_are_usage_errors(tmp_path):
     broken.write_bytes(b"not an archive")
     plain = tmp_path / "notes.txt"
     plain.write_text("x")
+    other = _evil(tmp_path / "logs.tar.gz", tarfile.TarInfo("logs/app.log"))     # a tidy archive, no must-gather
     for path, needle in ((bad, "is refused: member '../outside.yaml'"), (broken, "cannot be read"),
-                         (plain, "is a file, not a directory")):
+                         (plain, "is a file, not a directory"), (other, f"archive {other}: ")):
         p, _, _, left = _run(tmp_path, f"--must-gather={path}", run_id=path.stem)
         assert p.returncode == 4, (path, p.stdout[-1500:], p.stderr[-1500:])
         assert needle in p.stderr, (needle, p.stderr[-1500:])
