@@ -267,6 +267,8 @@ def test_pdb():
                              "disruptionsAllowed": 0, "expectedPods": 1})
     v(FAIL, "0 disruption(s)")(j.pdb(managed(2), [stale], two))
     assert j.pdb(o.config(state="Removed"), [], []).verdict == SKIP
+    # Unmanaged: the pods still run and the budget still binds the drain (the operator no longer fixes it).
+    v(FAIL, "0 disruption(s)")(j.pdb(o.config(state="Unmanaged"), [o.pdb(1)], one))
 
 
 def test_must_gather_age():

@@ -799,9 +799,10 @@ def pdb(config: dict, pdbs: list[dict], pods: list[dict]) -> Verdict:
     machine-config operator's drain then retries until the node's update stalls
     (docs/operator-facts.md#pod-disruption-budget, #drains-during-an-upgrade)."""
     src = facts("pod-disruption-budget", "drains-during-an-upgrade")
-    if _spec(config).get("managementState") != "Managed":
-        return not_applicable("no registry pods (not Managed)")
+    state = _spec(config).get("managementState")
     mine = registry_pods(pods)
+    if state != "Managed" and not mine:
+        return not_applicable(f"no registry pods ({state})")
     labels = ((mine[0].get("metadata") or {}).get("labels") if mine else None) or {"docker-registry": "default"}
     over = [b for b in pdbs or [] if selects(_spec(b).get("selector"), labels)]
     n = replicas(config)
@@ -836,8 +837,8 @@ def pdb(config: dict, pdbs: list[dict], pods: list[dict]) -> Verdict:
                                    f"their node hangs; fix the pods (replicas-ready, events) before upgrading", src))
         else:
             ok.append(what)
-        if name == "image-registry" and spec.get("maxUnavailable") is None and str(spec.get("minAvailable")) != str(
-                0 if n <= 1 else 1):
+        if state == "Managed" and name == "image-registry" and spec.get("maxUnavailable") is None and str(
+                spec.get("minAvailable")) != str(0 if n <= 1 else 1):
             findings.append(passed(f"PDB image-registry has minAvailable {spec.get('minAvailable')}, not the "
                                    f"operator's {0 if n <= 1 else 1} for {n} replica(s): the operator rewrites it "
                                    f"on its next sync"))
