@@ -117,6 +117,19 @@ def test_an_archive_reaching_outside_is_refused_and_nothing_is_left(tmp_path, me
     assert not (tmp_path / "outside.yaml").exists() and not (tmp_path / "up.yaml").exists()
 
 
+@pytest.mark.parametrize("top", ["must-gather.local.5170389183431434961", "."])
+def test_both_archive_layouts_unpack_to_a_must_gather(tmp_path, healthy_dir, top):
+    """`tar czf mg.tar.gz must-gather.local.N/` as admins do, and `tar -czC DIR -f mg.tar.gz .` as
+    openshift/release's gather-must-gather step does (image directories at the top)."""
+    from localcluster.mustgather import image_dirs
+    d = archive.unpack(_tar(healthy_dir, tmp_path / "mg.tar.gz", top=top), tmp_path)
+    try:
+        found = image_dirs(d)
+        assert [f.name for f in found] == ["quay-io-openshift-release-dev-ocp-v4-0-art-dev-sha256-0"], found
+    finally:
+        archive.cleanup(d)
+
+
 def test_links_inside_the_archive_are_kept(tmp_path):
     good = _evil(tmp_path / "ok.tar.gz", _link("must-gather.local.1/latest", "timestamp"))
     d = archive.unpack(good, tmp_path)
