@@ -57,9 +57,13 @@ def pytest_addoption(parser):
                 help="point a backend at another storage class (block, cephfs) or ObjectBucketClaim class "
                      "(ceph-rgw, noobaa) (repeatable)")
     # Pre-upgrade review (issue 10; fixtures/preupgrade.py).
-    g.addoption("--must-gather", default=None, metavar="DIR",
-                help="review a must-gather offline: the local cluster serves DIR read-only and only the "
-                     "readonly checks run")
+    g.addoption("--must-gather", default=None, metavar="DIR|ARCHIVE",
+                help="review a must-gather offline (its directory, or a .tar.gz/.tar.xz/.tgz of it): the local "
+                     "cluster serves it read-only and only the readonly checks run")
+    g.addoption("--must-gather-max-age", type=float, default=24.0, metavar="HOURS",
+                help="a must-gather older than this warns (default 24)")
+    g.addoption("--fail-on-warn", action="store_true", default=False,
+                help="pre-upgrade review: a warning fails its check (for CI)")
     g.addoption("--production", action="store_true", default=False,
                 help="the cluster is a production cluster: emptyDir storage fails the review instead of warning")
 

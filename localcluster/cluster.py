@@ -176,7 +176,8 @@ class LocalCluster:
             return {"api_url": self.api.url, "ingress_address": None, "state_dir": str(self.settings.state_dir),
                     "pid": os.getpid(), "must_gather": {
                         "dir": str(mg.root), "image_dirs": [str(d) for d in mg.dirs],
-                        "captured_at": mg.captured_at, "objects": len(mg.objects)}}
+                        "captured_at": mg.captured_at, "newest_object_at": mg.newest_object_at,
+                        "objects": len(mg.objects)}}
         return {
             "api_url": self.api.url,
             "ingress_address": self.router.address,

@@ -32,6 +32,9 @@ def image_dirs(root: Path) -> list[Path]:
     """The directories holding `cluster-scoped-resources/` or `namespaces/` (DIR itself, its image
     directories, or one level further down for an archive's top directory)."""
     root = Path(root)
+    if root.is_file():
+        raise MustGatherError(f"must-gather {root} is a file, not a directory: give the directory `oc adm "
+                              f"must-gather` wrote, or an archive of it named .tar.gz, .tgz, .tar.xz or .tar")
     if not root.is_dir():
         raise MustGatherError(f"must-gather directory {root} does not exist: give the directory "
                               f"`oc adm must-gather` wrote (unpack an archive first)")
@@ -75,6 +78,31 @@ def captured_at(dirs: list[Path]) -> str | None:
     return best
 
 
+def _times(obj: dict):
+    """The times an object records: creation, managed fields, conditions, an event's last sighting."""
+    md = obj.get("metadata") or {}
+    yield md.get("creationTimestamp")
+    for f in md.get("managedFields") or []:
+        yield (f or {}).get("time")
+    for c in ((obj.get("status") or {}).get("conditions") or []):
+        yield (c or {}).get("lastTransitionTime") if isinstance(c, dict) else None
+    yield obj.get("lastTimestamp")
+    yield obj.get("eventTime")
+    yield (obj.get("series") or {}).get("lastObservedTime")
+
+
+def newest_object_time(objects) -> str | None:
+    """The newest time any gathered object records (ISO 8601 UTC, to the second): when the must-gather
+    was taken at the latest, for one without a `timestamp` file."""
+    best = None
+    for _, obj in objects:
+        for t in _times(obj):
+            m = _TS.match(str(t or ""))
+            if m:
+                best = max(best or "", f"{m.group(1)}T{m.group(2)}Z")
+    return best
+
+
 class MustGather:
     """The objects of a must-gather, by resource type, and what it gathered."""
 
@@ -89,6 +117,7 @@ class MustGather:
         self.unknown: set[str] = set()
         self.captured_at = captured_at(self.dirs)
         self._load()
+        self.newest_object_at = newest_object_time(self.objects)
 
     def _rt(self, group_dir: str, plural: str):
         group = "" if group_dir == "core" else group_dir

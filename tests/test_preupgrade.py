@@ -5,7 +5,7 @@ with a verdict: pass; warn (a risk: the test passes, the verdict shows in the ta
 run, in JUnit and in reports/<run>/preupgrade.md|json); fail (a defect that breaks the registry now or
 that the upgrade will hit); skip (the check does not apply, or a must-gather lacks a file it needs).
 The judges are plain functions in utilities/preupgrade/judges.py; their sources are
-../shared/reference/operator-facts.md and the OpenShift docs quoted there.
+docs/operator-facts.md (each verdict names its sections) and the OpenShift docs quoted there.
 """
 from __future__ import annotations
 

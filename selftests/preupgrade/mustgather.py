@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 from pathlib import Path
 
 import yaml
@@ -11,13 +12,13 @@ import yaml
 from selftests.preupgrade import objects as o
 from utilities.kube import load_cluster
 from utilities.localcluster_process import LocalClusterProcess
-from utilities.preupgrade.gather import ClusterView
-from utilities.preupgrade.judges import parse_time
+from utilities.preupgrade.gather import ClusterView, must_gather_time
 
 CSR = "cluster-scoped-resources"
 NSR = "namespaces/openshift-image-registry"
 RGW_HOST = "s3-openshift-storage.apps.vsphere-local.example.test"
 ROUTE_HOST = "default-route-openshift-image-registry.apps.vsphere-local.example.test"
+NODES = ("master-0", "master-1", "master-2", "worker-0", "worker-1", "worker-2")
 
 
 def healthy_pvc() -> dict:
@@ -54,8 +55,13 @@ def healthy_pvc() -> dict:
         f"{NSR}/core/secrets.yaml": [],
         f"{NSR}/core/configmaps.yaml": [],
         f"{NSR}/apps/deployments.yaml": [o.deployment(2)],
-        f"{NSR}/apps/daemonsets.yaml": [{"metadata": {"name": "node-ca"}, "status": {
-            "desiredNumberScheduled": 6, "numberAvailable": 6, "updatedNumberScheduled": 6}}],
+        f"{NSR}/apps/daemonsets.yaml": [o.node_ca_daemonset(6)],
+        # The operator's budget for 2 replicas, as the disruption controller reports it (the AWS and
+        # Azure must-gathers of ../shared/realdata hold the same).
+        f"{NSR}/policy/poddisruptionbudgets.yaml": [o.pdb(1, status={
+            "observedGeneration": 1, "currentHealthy": 2, "desiredHealthy": 1, "disruptionsAllowed": 1,
+            "expectedPods": 2})],
+        **{f"{CSR}/core/nodes/{n}.yaml": o.node(n, taints=n.startswith("master")) for n in NODES},
         f"{NSR}/route.openshift.io/routes.yaml": [o.route("default-route", ROUTE_HOST)],
         f"{NSR}/batch/cronjobs.yaml": [{"metadata": {"name": "image-pruner"}, "spec": {"suspend": False}}],
         f"{NSR}/batch/jobs.yaml": [],
@@ -80,8 +86,10 @@ def healthy_s3() -> dict:
     return mg
 
 
-def write(root: Path, objects: dict, image_dir: str = "quay-io-openshift-release-dev-ocp-v4-0-art-dev-sha256-0") -> Path:
-    """Write `objects` ({relative path: object or list of objects}) as a must-gather under root."""
+def write(root: Path, objects: dict, image_dir: str = "quay-io-openshift-release-dev-ocp-v4-0-art-dev-sha256-0",
+          timestamp: datetime.datetime | None = o.NOW) -> Path:
+    """Write `objects` ({relative path: object or list of objects}) as a must-gather under root, with
+    a `timestamp` file of `timestamp` (None: none)."""
     base = Path(root) / image_dir
     for rel, obj in objects.items():
         if obj is None:
@@ -90,19 +98,24 @@ def write(root: Path, objects: dict, image_dir: str = "quay-io-openshift-release
         p.parent.mkdir(parents=True, exist_ok=True)
         doc = {"apiVersion": "v1", "kind": "List", "items": copy.deepcopy(obj)} if isinstance(obj, list) else obj
         p.write_text(yaml.safe_dump(doc, sort_keys=False))
-    (base / "timestamp").write_text(f"{o.NOW:%Y-%m-%d %H:%M:%S}.000000001 +0000 UTC m=+0.1\n")
+    if timestamp is not None:
+        (base / "timestamp").write_text(f"{timestamp - datetime.timedelta(minutes=2):%Y-%m-%d %H:%M:%S}.016988581 "
+                                        f"+0000 UTC m=+0.380233555\n{timestamp:%Y-%m-%d %H:%M:%S}.000000001 +0000 "
+                                        f"UTC m=+99.614184111\n")
     return Path(root)
 
 
 @contextlib.contextmanager
-def served(root: Path, workdir: Path):
-    """`localcluster serve --must-gather root`; yields (ClusterView, LocalClusterProcess)."""
+def served(root: Path, workdir: Path, age: datetime.timedelta = datetime.timedelta(hours=2)):
+    """`localcluster serve --must-gather root`; yields (ClusterView, LocalClusterProcess). The view
+    measures the must-gather's age as if it were `age` old now."""
     lc = LocalClusterProcess(workdir, ["--must-gather", str(root)], start_timeout=60)
     lc.start()
     try:
         c = load_cluster(lc.kubeconfig)
-        mg = lc.info.get("must_gather") or {}
-        yield ClusterView(c, now=parse_time(mg.get("captured_at")), offline=True), lc
+        captured, basis = must_gather_time(lc.info.get("must_gather"))
+        yield ClusterView(c, now=captured, offline=True, captured=(captured, basis),
+                          clock=lambda: (captured or o.NOW) + age), lc
         c.api_client.close()
     finally:
         lc.stop()

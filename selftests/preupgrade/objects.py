@@ -119,3 +119,37 @@ def s3(**kw):
     base = {"bucket": "rgwbucket-1", "region": "us-east-1", "encrypt": False, "virtualHostedStyle": False}
     base.update(kw)
     return {"s3": base, "managementState": "Unmanaged"}
+
+
+def node(name, os="linux", taints=False, unschedulable=False):
+    return {"metadata": {"name": name, "labels": {"kubernetes.io/os": os, "kubernetes.io/hostname": name}},
+            "spec": {**({"taints": [{"key": "node-role.kubernetes.io/master", "effect": "NoSchedule"}]}
+                        if taints else {}), **({"unschedulable": True} if unschedulable else {})},
+            "status": {"conditions": [cond("Ready", "True", "KubeletReady")]}}
+
+
+def node_ca_pod(node_name):
+    return {"metadata": {"name": f"node-ca-{node_name}", "namespace": "openshift-image-registry",
+                         "labels": {"name": "node-ca"}},
+            "spec": {"nodeName": node_name}, "status": {"phase": "Running", "conditions": [cond("Ready", "True")]}}
+
+
+def node_ca_daemonset(want, avail=None, updated=None):
+    avail = want if avail is None else avail
+    return {"metadata": {"name": "node-ca", "namespace": "openshift-image-registry"},
+            "spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/os": "linux"},
+                                           "tolerations": [{"operator": "Exists"}]}}},
+            "status": {"desiredNumberScheduled": want, "currentNumberScheduled": want, "numberAvailable": avail,
+                       "numberReady": avail, "updatedNumberScheduled": want if updated is None else updated}}
+
+
+def pdb(min_available=1, name="image-registry", selector=None, status=None, **spec):
+    """A PodDisruptionBudget as the operator writes it (CIRO pkg/resource/poddisruptionbudget.go)."""
+    s = {"selector": selector or {"matchLabels": {"docker-registry": "default"}}, **spec}
+    if min_available is not None:
+        s["minAvailable"] = min_available
+    out = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+           "metadata": {"name": name, "namespace": "openshift-image-registry", "generation": 1}, "spec": s}
+    if status is not None:
+        out["status"] = status
+    return out

@@ -228,6 +228,57 @@ def test_node_ca():
     v(PASS)(j.node_ca(ds(6, 6)))
     v(WARN, "5/6")(j.node_ca(ds(6, 5)))
     v(FAIL, "0/6")(j.node_ca(ds(6, 0)))
+    # Scheduled on no node: 0/0 looks complete and is the worst case (issue 17).
+    v(FAIL, "no node", "0/0")(j.node_ca(ds(0, 0)))
+    nodes = [o.node(f"worker-{i}") for i in range(3)] + [o.node("master-0", taints=True), o.node("win-0", os="windows")]
+    v(FAIL, "4 Linux node(s)", "worker-0")(j.node_ca(ds(0, 0), nodes))
+    # Fewer than the Linux nodes (tainted and cordoned ones count: node-ca tolerates every taint).
+    pods = [o.node_ca_pod(f"worker-{i}") for i in range(3)]
+    v(WARN, "3 of the 4 Linux nodes", "master-0")(j.node_ca(ds(3, 3), nodes, pods))
+    v(PASS, "4/4 available of 4 Linux node(s)")(j.node_ca(ds(4, 4), nodes, pods + [o.node_ca_pod("master-0")]))
+    v(PASS, "nodes not checked", "core/nodes")(j.node_ca(ds(6, 6), None, None, "cluster-scoped-resources/core/nodes/"))
+
+
+def test_pdb():
+    managed = lambda n: o.config(replicas=n)  # noqa: E731
+    two = [o.pod("image-registry-a", "worker-0"), o.pod("image-registry-b", "worker-1")]
+    one = two[:1]
+    # The operator's own budgets: minAvailable 1 for 2 replicas, 0 for one: a drain can proceed.
+    v(PASS, "1 disruption(s) allowed")(j.pdb(managed(2), [o.pdb(1)], two))
+    v(PASS, "1 disruption(s) allowed")(j.pdb(managed(1), [o.pdb(0)], one))
+    # 1 replica, minAvailable 1: the drain of its node hangs.
+    v(FAIL, "minAvailable 1", "0 disruption(s) allowed", "Cannot evict")(j.pdb(managed(1), [o.pdb(1)], one))
+    # 2 replicas, one not ready: the ready one cannot be evicted.
+    sick = [two[0], o.pod("image-registry-b", "worker-1", ready=False, waiting="CrashLoopBackOff")]
+    v(FAIL, "1 healthy of 2", "0 disruption(s)")(j.pdb(managed(2), [o.pdb(1)], sick))
+    # No ready pod under minAvailable 1: the not-ready ones cannot be evicted (IfHealthyBudget) ...
+    down = [o.pod("image-registry-a", "worker-0", ready=False, waiting="ContainerCreating")]
+    v(FAIL, "not-ready", "IfHealthyBudget")(j.pdb(managed(1), [o.pdb(1)], down))
+    # ... unless the budget says AlwaysAllow (CIRO master).
+    v(PASS)(j.pdb(managed(1), [o.pdb(1, unhealthyPodEvictionPolicy="AlwaysAllow")], down))
+    # maxUnavailable 0 and 100% blocks whatever the replicas; a user's extra PDB counts too.
+    v(FAIL, "maxUnavailable 0")(j.pdb(managed(2), [o.pdb(1), o.pdb(None, name="mine", maxUnavailable=0)], two))
+    v(FAIL, "minAvailable 100%")(j.pdb(managed(2), [o.pdb("100%", name="mine")], two))
+    v(PASS)(j.pdb(managed(2), [o.pdb("50%", name="mine")], two))
+    # A PDB selecting other pods does not matter; none over 2 replicas warns.
+    v(WARN, "no PodDisruptionBudget")(j.pdb(managed(2), [o.pdb(1, selector={"matchLabels": {"app": "x"}})], two))
+    # The disruption controller's status wins when it observed the generation (as in real must-gathers).
+    stale = o.pdb(1, status={"observedGeneration": 1, "currentHealthy": 1, "desiredHealthy": 1,
+                             "disruptionsAllowed": 0, "expectedPods": 1})
+    v(FAIL, "0 disruption(s)")(j.pdb(managed(2), [stale], two))
+    assert j.pdb(o.config(state="Removed"), [], []).verdict == SKIP
+    # Unmanaged: the pods still run and the budget still binds the drain (the operator no longer fixes it).
+    v(FAIL, "0 disruption(s)")(j.pdb(o.config(state="Unmanaged"), [o.pdb(1)], one))
+
+
+def test_must_gather_age():
+    taken = o.NOW - 3 * H
+    v(PASS, "3.0 h ago", "timestamp file")(j.must_gather_age(taken, "its timestamp file", o.NOW, 24))
+    v(WARN, "older than 24 h", "oc adm must-gather")(j.must_gather_age(o.NOW - 30 * H, "x", o.NOW, 24))
+    v(WARN, "1826 days ago")(j.must_gather_age(o.NOW - datetime.timedelta(days=1826), "x", o.NOW, 24))
+    v(PASS)(j.must_gather_age(o.NOW - 30 * H, "x", o.NOW, 48))
+    v(WARN, "cannot be told")(j.must_gather_age(None, "", o.NOW, 24))
+    assert j.must_gather_age(None, "", o.NOW, 24, offline=False).verdict == SKIP
 
 
 def test_operator_version():

@@ -5,6 +5,7 @@ must-gather lacks are named, and reading makes no write request."""
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import ssl
 import urllib.request
@@ -15,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from selftests.preupgrade import mustgather as mgw
 from selftests.preupgrade import objects as o
 from utilities.preupgrade.gather import CHECKS, run_check
+from utilities.preupgrade.sources import unresolved
 
 CFG = f"{mgw.CSR}/imageregistry.operator.openshift.io/configs/cluster.yaml"
 CO = f"{mgw.CSR}/config.openshift.io/clusteroperators/image-registry.yaml"
@@ -109,6 +111,45 @@ def fail_s3():
     return mg
 
 
+def fail_drain():
+    """What blocks or breaks an upgrade's node drains (issue 17): node-ca on no node, one replica on a
+    ReadWriteOnce claim with RollingUpdate under a budget that allows no eviction, the operator Degraded."""
+    mg = mgw.healthy_pvc()
+
+    def cfg(c):
+        c["spec"].update(replicas=1, rolloutStrategy="RollingUpdate")
+        c["status"]["readyReplicas"] = 1
+    _set_cfg(mg, cfg)
+    mg[CO] = o.clusteroperator(available=("False", "NodeCADaemonNoAvailableReplicas::Ready"),
+                               degraded=("True", "NodeCADaemonControllerError"),
+                               messages={"Available": "NodeCADaemonAvailable: The daemon set node-ca does not have "
+                                                      "available replicas"})
+    mg[f"{NSR}/core/persistentvolumeclaims.yaml"] = [o.pvc("registry-storage-pvc", modes=("ReadWriteOnce",),
+                                                           cls="ocs-storagecluster-cephfs")]
+    mg[f"{NSR}/core/pods.yaml"] = [o.pod("image-registry-5d9-a", "worker-0")]
+    mg[f"{NSR}/apps/deployments.yaml"] = [o.deployment(1)]
+    mg[f"{NSR}/apps/daemonsets.yaml"] = [o.node_ca_daemonset(0)]
+    mg[f"{NSR}/policy/poddisruptionbudgets.yaml"] = [o.pdb(1, status={
+        "observedGeneration": 1, "currentHealthy": 1, "desiredHealthy": 1, "disruptionsAllowed": 0, "expectedPods": 1})]
+    return mg
+
+
+def fail_node_ca_without_nodes():
+    """node-ca on no node, in a must-gather without the nodes: 0/0 still fails."""
+    mg = mgw.healthy_pvc()
+    mg[f"{NSR}/apps/daemonsets.yaml"] = [o.node_ca_daemonset(0)]
+    for k in [k for k in mg if "/core/nodes/" in k]:
+        del mg[k]
+    return mg
+
+
+def warn_node_ca_short():
+    mg = mgw.healthy_pvc()
+    mg[f"{NSR}/apps/daemonsets.yaml"] = [o.node_ca_daemonset(3)]
+    mg[f"{NSR}/core/pods.yaml"] = mg[f"{NSR}/core/pods.yaml"] + [o.node_ca_pod(f"worker-{i}") for i in range(3)]
+    return mg
+
+
 def partial_pvc():
     mg = mgw.healthy_pvc()
     for k in [k for k in mg if "/storageclasses/" in k or "/persistentvolumes/" in k or "/proxies/" in k]:
@@ -138,11 +179,22 @@ SCENARIOS = {
         "clusteroperator", "config-conditions", "claim", "claim-access-mode", "replicas-ready", "routes", "node-ca")}),
     "fail-force": (fail_force, {"management-state": "fail", "storage": "fail", "overrides": "fail"}),
     "fail-s3": (fail_s3, {"s3-credentials": "fail", "s3-trusted-ca": "fail", "s3-endpoint": "fail"}),
+    "fail-drain": (fail_drain, {"node-ca": "fail", "pdb": "fail", "claim-access-mode": "fail",
+                                "clusteroperator": "fail", "must-gather-age": "pass"}),
+    "fail-node-ca-without-nodes": (fail_node_ca_without_nodes, {"node-ca": "fail", "pdb": "pass"}),
+    "warn-node-ca-short": (warn_node_ca_short, {"node-ca": "warn"}),
     "partial-pvc": (partial_pvc, {"claim-nfs": "skip", "proxy": "skip", "claim": "pass"}),
     "partial-s3": (partial_s3, {"s3-credentials": "skip", "s3-trusted-ca": "skip", "s3-endpoint": "pass"}),
 }
 # What a partial must-gather's skips must name.
 NAMED = {
+    ("fail-drain", "node-ca"): ["no node", "0/0", "6 Linux node(s)"],
+    ("fail-drain", "pdb"): ["PDB image-registry (minAvailable 1)", "0 disruption(s) allowed"],
+    ("fail-drain", "claim-access-mode"): ["RollingUpdate", "Multi-Attach"],
+    ("fail-drain", "clusteroperator"): ["Degraded=True"],
+    ("fail-node-ca-without-nodes", "node-ca"): ["0/0"],
+    ("warn-node-ca-short", "node-ca"): ["3 of the 6 Linux nodes", "master-0"],
+    ("healthy-pvc", "must-gather-age"): ["its timestamp file", "2.0 h ago"],
     ("partial-pvc", "claim-nfs"): ["cluster-scoped-resources/core/persistentvolumes/pvc-1.yaml",
                                    "cluster-scoped-resources/storage.k8s.io/storageclasses/ocs-storagecluster-cephfs.yaml"],
     ("partial-pvc", "proxy"): ["cluster-scoped-resources/config.openshift.io/proxies/cluster.yaml"],
@@ -178,6 +230,17 @@ def test_checks_on_a_served_must_gather(tmp_path, scenario):
                 assert f in got[check].reason, (check, got[check].reason)
     writes = {v: n for v, n in counts["client"].items() if v not in ("get", "list", "watch")}
     assert not writes, f"the review made write requests: {writes}"
+    nowhere = {c: (v.source, unresolved(v.source)) for c, v in got.items() if unresolved(v.source)}
+    assert not nowhere, f"sources that are not a section of a document of the repository: {nowhere}"
+
+
+def test_a_must_gather_without_timestamp_is_dated_by_its_newest_object(tmp_path):
+    root = mgw.write(tmp_path / "mg", mgw.healthy_pvc(), timestamp=None)
+    with mgw.served(root, tmp_path / "lc", age=datetime.timedelta(days=3)) as (view, _):
+        v = run_check(view, "must-gather-age")
+    assert v.verdict == "warn", v
+    for needle in (f"taken {o.NOW:%Y-%m-%d %H:%M}Z", "newest time in its objects", "3 days ago", "older than 24 h"):
+        assert needle in v.reason, (needle, v.reason)
 
 
 def test_writes_are_answered_405_and_nothing_changes(tmp_path):

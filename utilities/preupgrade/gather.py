@@ -20,9 +20,11 @@ from kubernetes.client.exceptions import ApiException
 
 from utilities import kube
 from utilities.preupgrade import judges
+from utilities.preupgrade.sources import facts
 from utilities.preupgrade.verdicts import NotGathered, Verdict, skipped
 
 NS = "openshift-image-registry"
+DEFAULT_MAX_AGE_HOURS = 24.0
 CONFIG_API = "imageregistry.operator.openshift.io/v1"
 
 
@@ -52,8 +54,16 @@ class ClusterView:
     must-gather (nothing can be resolved or reached from here on the cluster's behalf)."""
 
     def __init__(self, cluster, now: datetime.datetime | None = None, offline: bool = False,
-                 production: bool = False, resolver: Callable[[str], bool] | None = None):
+                 production: bool = False, resolver: Callable[[str], bool] | None = None,
+                 captured: tuple[datetime.datetime | None, str] = (None, ""),
+                 max_age_hours: float = DEFAULT_MAX_AGE_HOURS,
+                 clock: Callable[[], datetime.datetime] | None = None):
+        """`captured`: when a must-gather was taken and how that is known; `clock`: the wall clock its
+        age is measured against."""
         self.cluster = cluster
+        self.captured, self.captured_basis = captured
+        self.max_age_hours = max_age_hours
+        self.clock = clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
         self.api = cluster.api_client
         self.offline = offline
         self.production = production
@@ -132,6 +142,17 @@ class ClusterView:
         return self.get("v1", "persistentvolumeclaims", name, NS) if name else None
 
 
+def must_gather_time(info: dict | None) -> tuple[datetime.datetime | None, str]:
+    """When a served must-gather was taken, and how that is known: its `timestamp` file, else the
+    newest time its objects record (`localcluster serve --must-gather` reports both)."""
+    info = info or {}
+    t = judges.parse_time(info.get("captured_at"))
+    if t is not None:
+        return t, "its timestamp file"
+    t = judges.parse_time(info.get("newest_object_at"))
+    return (t, "no timestamp file: the newest time in its objects") if t else (None, "")
+
+
 class NoConfig(Exception):
     pass
 
@@ -201,6 +222,26 @@ def _pods(v):
     return v.list("v1", "pods", NS)
 
 
+def _in_node_ca(v):
+    """The DaemonSet, and the nodes when they can be read (a must-gather may lack them, a user may not
+    list them): without them the judge still catches node-ca on no node."""
+    ds = v.get("apps/v1", "daemonsets", "node-ca", NS)
+    try:
+        nodes, missing = v.optional(v.list, "v1", "nodes")
+        missing = missing and f"{missing} is not in the must-gather"
+    except ApiException as e:
+        if e.status != 403:
+            raise
+        nodes, missing = None, "the user may not list nodes"
+    pods, _ = v.optional(_pods, v)
+    return dict(daemonset=ds, nodes=nodes, pods=pods, nodes_missing=missing)
+
+
+def _in_age(v):
+    return dict(captured=v.captured, basis=v.captured_basis, now=v.clock(), max_age_hours=v.max_age_hours,
+                offline=v.offline)
+
+
 CHECKS: dict[str, tuple[Callable[..., Verdict], Callable[[ClusterView], dict]]] = {
     "clusteroperator": (judges.clusteroperator, lambda v: dict(co=v.clusteroperator())),
     "config-conditions": (judges.config_conditions, lambda v: dict(config=v.config())),
@@ -227,12 +268,29 @@ CHECKS: dict[str, tuple[Callable[..., Verdict], Callable[[ClusterView], dict]]] 
     "routes": (judges.routes, lambda v: dict(
         config=v.must_config(), routes_=v.list("route.openshift.io/v1", "routes", NS),
         image_config=v.optional(v.get, "config.openshift.io/v1", "images", "cluster")[0])),
-    "node-ca": (judges.node_ca, lambda v: dict(daemonset=v.get("apps/v1", "daemonsets", "node-ca", NS))),
+    "node-ca": (judges.node_ca, _in_node_ca),
+    "pdb": (judges.pdb, lambda v: dict(config=v.must_config(), pdbs=v.list("policy/v1", "poddisruptionbudgets", NS),
+                                       pods=_pods(v))),
     "operator-version": (judges.operator_version, lambda v: dict(
         co=v.clusteroperator(), cluster_version=v.get("config.openshift.io/v1", "clusterversions", "version"))),
     "proxy": (judges.proxy, lambda v: dict(
         config=v.must_config(), cluster_proxy=v.get("config.openshift.io/v1", "proxies", "cluster"))),
     "overrides": (judges.overrides, lambda v: dict(config=v.must_config())),
+    "must-gather-age": (judges.must_gather_age, _in_age),
+}
+
+# The facts behind each check (a verdict whose judge names none cites these): sections of
+# docs/operator-facts.md, a document of this repository.
+SOURCES: dict[str, str] = {
+    "clusteroperator": facts("clusteroperator"), "config-conditions": facts("config-conditions"),
+    "management-state": facts("management-states"), "storage": facts("storage-types"), "claim": facts("claims"),
+    "claim-access-mode": facts("claims", "drains-during-an-upgrade"), "claim-nfs": facts("nfs"),
+    "storage-management": facts("storage-management-state"), "s3-credentials": facts("s3-credentials"),
+    "s3-trusted-ca": facts("s3-trusted-ca"), "s3-endpoint": facts("s3-endpoint"),
+    "replicas-ready": facts("replicas-and-rollout"), "replicas-spread": facts("replicas-and-rollout"),
+    "events": facts("events"), "pruner": facts("image-pruner"), "routes": facts("routes"), "node-ca": facts("node-ca"),
+    "pdb": facts("pod-disruption-budget"), "operator-version": facts("cluster-version"), "proxy": facts("proxy"),
+    "overrides": facts("config-spec"), "must-gather-age": facts("must-gather"),
 }
 
 
@@ -253,4 +311,5 @@ def run_check(view: ClusterView, name: str) -> Verdict:
             msg = e.reason
         v = skipped(f"cannot tell: the user may not read what the check needs ({msg}); run as cluster-admin")
     v.check = name
+    v.source = v.source or SOURCES[name]
     return v

@@ -2,14 +2,15 @@
 or a must-gather gives them) to a `Verdict`. Nothing here talks to a cluster: `gather.py` fetches
 the objects, `tests/test_preupgrade.py` runs one judge per check.
 
-Sources quoted in verdicts: `../shared/reference/operator-facts.md` sections (§N; §12 corrects the
-rest for 4.12-4.21) and the OpenShift docs modules named there.
+Every verdict cites its facts as sections of `docs/operator-facts.md` (`sources.facts`), a document
+of this repository, which names the upstream files, branches and docs modules they come from.
 """
 from __future__ import annotations
 
 import datetime
 import re
 
+from utilities.preupgrade.sources import facts
 from utilities.preupgrade.verdicts import (Verdict, failed, not_applicable, passed, skipped,
                                            warned, worst)
 
@@ -19,11 +20,11 @@ CERT_WARN_DAYS = 30
 EVENT_WINDOW_SECONDS = 3600
 WATCHED_EVENT_REASONS = ("FailedMount", "FailedAttachVolume", "ProvisioningFailed", "BackOff", "FailedScheduling")
 STORAGE_TYPES = ("emptyDir", "s3", "swift", "gcs", "ibmcos", "pvc", "azure", "oss")
-# The operator's driver order (operator-facts §3.1); `oss` has no driver in CIRO.
+# The operator's driver order (docs/operator-facts.md#storage-types); `oss` has no driver in CIRO.
 DRIVER_TYPES = ("emptyDir", "s3", "swift", "gcs", "ibmcos", "pvc", "azure")
 DEFAULT_CLAIM = "image-registry-storage"
 OPERATOR_ANNOTATION = "imageregistry.openshift.io"
-# Condition-type prefixes of the operator's components (operator-facts §6.1, §6.3): the reason union
+# Condition-type prefixes of the operator's components (docs/operator-facts.md#clusteroperator): the reason union
 # of the ClusterOperator names them, e.g. `NodeCADaemonUnavailable::Ready`.
 COMPONENTS = ("ImageRegistryCertificatesController", "ImageConfigController", "NodeCADaemonController",
               "AzureStackCloudController", "AzurePathFixController", "AzurePathFix", "NodeCADaemon",
@@ -58,7 +59,7 @@ def storage_types(storage: dict | None) -> list[str]:
 
 def claim_name(config: dict) -> str | None:
     """The claim the registry uses: `spec.storage.pvc.claim`, empty meaning `image-registry-storage`
-    (operator-facts §3.3); None when the storage is not a claim."""
+    (docs/operator-facts.md#claims); None when the storage is not a claim."""
     pvc = (_spec(config).get("storage") or {}).get("pvc")
     if pvc is None:
         return None
@@ -118,7 +119,7 @@ def _gib(b: float) -> str:
 # ------------------------------------------------------------------------------------------ conditions
 def split_reason(reason: str | None, message: str | None = "") -> list[tuple[str, str]]:
     """The ClusterOperator's reason union split by component: [(component, reason)]; the main
-    controller is `registry` (operator-facts §6.3, §12.7). `NodeCADaemonUnavailable::Ready` ->
+    controller is `registry` (docs/operator-facts.md#clusteroperator). `NodeCADaemonUnavailable::Ready` ->
     [("NodeCADaemon", "Unavailable"), ("registry", "Ready")]."""
     out = []
     for part in [p for p in (reason or "").split("::") if p]:
@@ -137,7 +138,7 @@ def _message_lines(message: str | None) -> list[str]:
 
 def clusteroperator(co: dict | None) -> Verdict:
     """ClusterOperator image-registry: Available, Progressing, Degraded, each component named."""
-    src = "operator-facts §6.3, §12.7"
+    src = facts("clusteroperator")
     if co is None:
         return failed("ClusterOperator image-registry does not exist: the image registry operator is not "
                       "installed or the capability is disabled", src)
@@ -166,10 +167,10 @@ def clusteroperator(co: dict | None) -> Verdict:
 def config_conditions(config: dict | None) -> Verdict:
     """The Config's own conditions: Available, Progressing (a stuck `Unable to apply resources`),
     Degraded, and every other controller's *Degraded."""
-    src = "operator-facts §6.1, §6.2"
+    src = facts("config-conditions")
     if config is None:
         return failed("Config cluster does not exist (configs.imageregistry.operator.openshift.io/cluster): "
-                      "the operator bootstraps it; check the operator's pod", "operator-facts §1.5")
+                      "the operator bootstraps it; check the operator's pod", facts("bootstrap"))
     conds = conditions(config)
     findings = []
     prog = conds.get("Progressing") or {}
@@ -189,7 +190,7 @@ def config_conditions(config: dict | None) -> Verdict:
     seen = _status(config).get("observedGeneration")
     if gen is not None and seen is not None and int(seen) < int(gen):
         findings.append(warned(f"the operator has not yet observed the latest spec (generation {gen}, observed "
-                               f"{seen})", "operator-facts §1.4"))
+                               f"{seen})", facts("config-status")))
     return worst(findings, "Config: " + "; ".join(_cond_text(conds[t]) for t in ("Available", "Progressing",
                                                                                    "Degraded") if t in conds), src)
 
@@ -202,12 +203,12 @@ def management_state(config: dict, platform: str | None = None) -> Verdict:
         default = " (the bootstrap default on vSphere)" if (platform or "").lower() == "vsphere" else ""
         return warned(f"managementState Removed{default}: there is no registry, so pushes, builds and image "
                       f"streams that use it fail; set Managed with storage if the cluster needs one",
-                      "operator-facts §2, §7, §10.11")
+                      facts("bootstrap", "management-states"))
     if state == "Unmanaged":
         return warned("managementState Unmanaged: the operator ignores the Config and will not upgrade the "
-                      "registry; set Managed before the upgrade", "operator-facts §7, §12.6")
+                      "registry; set Managed before the upgrade", facts("management-states"))
     return failed(f"managementState {state or '(empty)'}: the operator acts only on Managed, Removed and "
-                  f"Unmanaged and applies nothing", "operator-facts §1.2")
+                  f"Unmanaged and applies nothing", facts("config-spec"))
 
 
 def storage(config: dict, production: bool = False) -> Verdict:
@@ -215,7 +216,7 @@ def storage(config: dict, production: bool = False) -> Verdict:
     state = spec.get("managementState")
     types = storage_types(spec.get("storage"))
     drivers = [t for t in types if t in DRIVER_TYPES]
-    src = "operator-facts §3.1"
+    src = facts("storage-types")
     if state == "Removed":
         return passed(f"no registry (Removed): storage {', '.join(types) or 'none'} is not in use")
     if len(drivers) > 1:
@@ -225,22 +226,22 @@ def storage(config: dict, production: bool = False) -> Verdict:
     if not drivers:
         extra = " (oss has no driver in the operator)" if "oss" in types else ""
         return failed(f"no storage configured{extra} while {state}: \"storage backend not configured\", "
-                      f"the registry cannot run; configure a claim or object storage", src + ", §2")
+                      f"the registry cannot run; configure a claim or object storage", facts("storage-types", "bootstrap"))
     findings = []
     t = drivers[0]
     applied = storage_types((_status(config).get("storage") or {}))
     if state == "Managed" and applied and t not in applied:
         findings.append(warned(f"spec asks for {t} but the operator still runs {', '.join(applied)} "
-                               f"(status.storage): the change is not applied yet", "operator-facts §1.4, §3.2"))
+                               f"(status.storage): the change is not applied yet", facts("config-status", "storage-types")))
     if t == "emptyDir":
         why = ("emptyDir storage: every image is lost when a registry pod restarts, and an upgrade restarts "
                "the pods (API: \"not suitable for production use\"; docs: \"all images are lost if you "
                "restart the registry\"); move to a claim or object storage")
-        src2 = "operator-facts §1.3, §3.5"
+        src2 = facts("emptydir")
         findings.append(failed(why + " (--production)", src2) if production else warned(why, src2))
         if replicas(config) > 1:
             findings.append(failed(f"emptyDir with {replicas(config)} replicas: each pod has its own empty "
-                                   f"storage, pulls through the service fail (blob unknown)", "operator-facts §3.5"))
+                                   f"storage, pulls through the service fail (blob unknown)", facts("emptydir")))
     return worst(findings, f"storage {t}" + _storage_detail(t, (spec.get("storage") or {}).get(t) or {}), src)
 
 
@@ -256,7 +257,7 @@ def claim(config: dict, pvc: dict | None, storage_class: dict | None = None,
     name = claim_name(config)
     if name is None:
         return not_applicable("storage is not a claim")
-    src = "operator-facts §3.3, §3.4"
+    src = facts("claims")
     if pvc is None:
         return failed(f"claim openshift-image-registry/{name} does not exist: \"persistentvolumeclaims "
                       f"\\\"{name}\\\" not found\"; create it or set claim \"\" for the operator's", src)
@@ -288,11 +289,11 @@ def claim_access(config: dict, pvc: dict | None) -> Verdict:
         return not_applicable(f"claim {name} does not exist (see the claim check)")
     modes = _spec(pvc).get("accessModes") or []
     n, strategy = replicas(config), rollout_strategy(config)
-    src = "operator-facts §3.3, §10.1"
+    src = facts("claims", "drains-during-an-upgrade")
     if "ReadWriteMany" in modes:
         if n == 1:
             return warned("ReadWriteMany claim with 1 replica: not highly available (a node drain stops the "
-                          "registry); 2 replicas are supported on RWX", "operator-facts §3.4")
+                          "registry); 2 replicas are supported on RWX", facts("block-storage-on-vsphere"))
         return passed(f"ReadWriteMany claim, {n} replicas, {strategy}")
     if "ReadWriteOnce" in modes:
         if n > 1:
@@ -319,7 +320,7 @@ def claim_nfs(config: dict, pvc: dict | None, pv: dict | None, storage_class: di
         return not_applicable("storage is not a claim")
     if pvc is None:
         return not_applicable(f"claim {name} does not exist (see the claim check)")
-    src = "operator-facts §10.4"
+    src = facts("nfs")
     pvspec = _spec(pv)
     if pvspec.get("nfs"):
         nfs = pvspec["nfs"]
@@ -344,7 +345,7 @@ def storage_management(config: dict, pvc: dict | None = None, infrastructure_nam
     spec = _spec(config)
     st = spec.get("storage") or {}
     ms = st.get("managementState") or ((_status(config).get("storage") or {}).get("managementState"))
-    src = "operator-facts §7, §5.4"
+    src = facts("storage-management-state")
     if ms != "Managed":
         return passed(f"storage managementState {ms or '(not set yet)'}: Removed keeps the storage")
     name = claim_name(config)
@@ -397,7 +398,7 @@ def s3_credentials(config: dict, user_secret: dict | None, cloud_secret: dict | 
                    platform: str | None = None) -> Verdict:
     if (_spec(config).get("storage") or {}).get("s3") is None:
         return not_applicable("storage is not S3")
-    src = "operator-facts §5.1"
+    src = facts("s3-credentials")
     if user_secret is None:
         if cloud_secret is not None:
             return passed("no image-registry-private-configuration-user: the operator uses the cluster's "
@@ -437,7 +438,7 @@ def s3_trusted_ca(config: dict, configmap: dict | None, now: datetime.datetime,
     if s3 is None:
         return not_applicable("storage is not S3")
     name = ((s3 or {}).get("trustedCA") or {}).get("name")
-    src = "operator-facts §5.2"
+    src = facts("s3-trusted-ca")
     if not name:
         return passed("no trustedCA: the operator and the registry trust the system CAs", src)
     if configmap is None:
@@ -474,7 +475,7 @@ def s3_endpoint(config: dict, routes: list[dict], resolves=None, offline: bool =
     if s3 is None:
         return not_applicable("storage is not S3")
     ep = (s3 or {}).get("regionEndpoint")
-    src = "operator-facts §5.3, §5.6"
+    src = facts("s3-endpoint")
     if not ep:
         return passed("no regionEndpoint: the AWS endpoint of the region", src)
     m = re.match(r"^(https?)://([^/:]+)", ep)
@@ -519,7 +520,7 @@ def replicas_ready(config: dict, deployment: dict | None, pods: list[dict]) -> V
     if spec.get("managementState") != "Managed":
         return not_applicable(f"managementState {spec.get('managementState')}: no replicas to count")
     want = replicas(config)
-    src = "operator-facts §1.4, §6.4"
+    src = facts("config-status", "replicas-and-rollout")
     if deployment is None:
         return failed("Deployment openshift-image-registry/image-registry does not exist while Managed", src)
     mine = registry_pods(pods)
@@ -559,7 +560,7 @@ def replicas_spread(config: dict, pods: list[dict]) -> Verdict:
     by_node: dict[str, list[str]] = {}
     for p in ready:
         by_node.setdefault(_spec(p).get("nodeName") or "?", []).append(p["metadata"]["name"])
-    src = "operator-facts §4.1 (topology spread), §3.6 (anti-affinity for 2 replicas)"
+    src = facts("replicas-and-rollout")
     crowded = {n: ps for n, ps in by_node.items() if len(ps) > 1}
     if crowded:
         return warned("; ".join(f"{len(ps)} registry pods on node {n} ({', '.join(sorted(ps))})"
@@ -585,7 +586,7 @@ def events(events_: list[dict], pods: list[dict], pvcs: list[dict], now: datetim
     """Recent Warning events of the namespace (FailedMount, FailedAttachVolume, ProvisioningFailed,
     BackOff, FailedScheduling) on objects that are still unhealthy; those on pods now ready (or gone)
     and claims now bound are history."""
-    src = "kubelet / scheduler / provisioner events; operator-facts §10.1, §10.2"
+    src = facts("events")
     pods_by = {p["metadata"]["name"]: p for p in pods or []}
     pvcs_by = {p["metadata"]["name"]: p for p in pvcs or []}
     live, history = {}, {}
@@ -624,7 +625,7 @@ def events(events_: list[dict], pods: list[dict], pvcs: list[dict], now: datetim
 
 
 def pruner(pruner_: dict | None, cronjob: dict | None = None, jobs: list[dict] | None = None) -> Verdict:
-    src = "operator-facts §6.1, §12.7"
+    src = facts("image-pruner")
     if pruner_ is None:
         return warned("ImagePruner cluster does not exist: images are never pruned and the registry storage "
                       "grows", src)
@@ -657,7 +658,7 @@ def _admitted(route: dict) -> tuple[bool, str]:
 
 def routes(config: dict, routes_: list[dict], image_config: dict | None = None) -> Verdict:
     spec = _spec(config)
-    src = "operator-facts §4.4, §12.4"
+    src = facts("routes")
     if spec.get("managementState") != "Managed":
         return not_applicable("not Managed: the operator keeps no route")
     wanted = (["default-route"] if spec.get("defaultRoute") else []) + [r.get("name") for r in spec.get("routes") or []]
@@ -685,24 +686,188 @@ def routes(config: dict, routes_: list[dict], image_config: dict | None = None) 
     return worst(findings, f"route(s) {', '.join(wanted)} admitted ({', '.join(h for h in hosts if h)})", src)
 
 
-def node_ca(daemonset: dict | None) -> Verdict:
-    src = "operator-facts §4.3, §6.1"
+NODE_CA_SELECTOR = {"kubernetes.io/os": "linux"}     # the operator's node-ca nodeSelector (all taints tolerated)
+
+
+def node_ca_nodes(nodes: list[dict]) -> list[str]:
+    """The nodes node-ca should run on: the operator's DaemonSet selects `kubernetes.io/os: linux` and
+    tolerates every taint (docs/operator-facts.md#node-ca), so every Linux node, cordoned or tainted."""
+    return sorted(n["metadata"]["name"] for n in nodes or []
+                  if all(((n.get("metadata") or {}).get("labels") or {}).get(k) == val
+                         for k, val in NODE_CA_SELECTOR.items()))
+
+
+def node_ca(daemonset: dict | None, nodes: list[dict] | None = None, pods: list[dict] | None = None,
+            nodes_missing: str | None = None) -> Verdict:
+    """node-ca on every node it should run on. `nodes`: None when they could not be read (`nodes_missing`
+    says why: a must-gather without them, a user who may not list them); `pods`: the namespace's pods, to name the nodes
+    without a node-ca pod."""
+    src = facts("node-ca")
     if daemonset is None:
         return warned("DaemonSet openshift-image-registry/node-ca does not exist: nodes do not get the registry's "
                       "CA (image pulls by the internal hostname fail on new nodes)", src)
     st = _status(daemonset)
-    want, avail = st.get("desiredNumberScheduled") or 0, st.get("numberAvailable") or 0
-    updated = st.get("updatedNumberScheduled", want)
-    if want and not avail:
-        return failed(f"node-ca has no available pod (0/{want})", src)
+    want, avail = int(st.get("desiredNumberScheduled") or 0), int(st.get("numberAvailable") or 0)
+    updated = int(st.get("updatedNumberScheduled", want) or 0)
+    should = node_ca_nodes(nodes) if nodes is not None else None
+    on = (f" of {len(should)} Linux node(s)" if should is not None else
+          f" (nodes not checked: {nodes_missing})" if nodes_missing else "")
+    if want == 0:
+        where = (f"while the cluster has {len(should)} Linux node(s) ({', '.join(should[:5])}"
+                 f"{', ...' if len(should) > 5 else ''})" if should else
+                 "and no Linux node was found" if should is not None else "")
+        return failed(f"node-ca is scheduled on no node (0/0 available) {where}".rstrip() + ": no node gets or "
+                      "renews the registry's CA, so nodes added or replaced during the upgrade cannot pull from "
+                      "the internal registry; look at the DaemonSet's nodeSelector and the nodes' labels "
+                      "(oc -n openshift-image-registry describe ds node-ca)", src)
+    if not avail:
+        return failed(f"node-ca has no available pod (0/{want}{on})", src)
+    findings = []
+    if should is not None and want < len(should):
+        covered = {_spec(p).get("nodeName") for p in pods or []
+                   if ((p.get("metadata") or {}).get("labels") or {}).get("name") == "node-ca"}
+        lacking = [n for n in should if n not in covered] if pods else []
+        findings.append(warned(f"node-ca is scheduled on {want} of the {len(should)} Linux nodes it should run on"
+                               + (f" (none on {', '.join(lacking[:8])}{', ...' if len(lacking) > 8 else ''})"
+                                  if lacking else "")
+                               + ": those nodes do not get the registry's CA; look at the DaemonSet's nodeSelector "
+                               "and tolerations against the operator's (linux, every taint)", src))
     if avail < want or updated < want:
-        return warned(f"node-ca: {avail}/{want} available, {updated}/{want} updated: some nodes do not get the "
-                      f"registry's CA; look at the node-ca pods of the missing nodes", src)
-    return passed(f"node-ca: {avail}/{want} available", src)
+        findings.append(warned(f"node-ca: {avail}/{want} available, {updated}/{want} updated{on}: some nodes do not "
+                               f"get the registry's CA; look at the node-ca pods of the missing nodes", src))
+    return worst(findings, f"node-ca: {avail}/{want} available{on}", src)
+
+
+def selects(selector: dict | None, labels: dict) -> bool:
+    """A LabelSelector (matchLabels, matchExpressions) against labels; an empty selector selects all."""
+    sel = selector or {}
+    if any(labels.get(k) != val for k, val in (sel.get("matchLabels") or {}).items()):
+        return False
+    for e in sel.get("matchExpressions") or []:
+        k, op, vals = e.get("key"), e.get("operator"), e.get("values") or []
+        ok = {"In": lambda: labels.get(k) in vals, "NotIn": lambda: labels.get(k) not in vals,
+              "Exists": lambda: k in labels, "DoesNotExist": lambda: k not in labels}.get(op, lambda: False)()
+        if not ok:
+            return False
+    return True
+
+
+def _scaled(value, total: int) -> int | None:
+    """An IntOrString of a PDB against `total` pods; a percentage rounds up, as the disruption controller."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.endswith("%"):
+        try:
+            return -(-int(value[:-1]) * total // 100)
+        except ValueError:
+            return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def pdb_budget(pdb: dict, pods: list[dict], replicas_: int) -> dict:
+    """What a PDB allows for the registry pods it selects: expected, healthy, desired healthy, allowed
+    disruptions. The PDB's status when the disruption controller has observed its generation; else
+    computed from the pods as that controller does (the local cluster runs none)."""
+    st = _status(pdb)
+    gen = (pdb.get("metadata") or {}).get("generation")
+    if "disruptionsAllowed" in st and (gen is None or st.get("observedGeneration") == gen):
+        return {"expected": int(st.get("expectedPods") or 0), "healthy": int(st.get("currentHealthy") or 0),
+                "desired": int(st.get("desiredHealthy") or 0), "allowed": int(st.get("disruptionsAllowed") or 0),
+                "from": "status"}
+    selected = [p for p in pods if selects(_spec(pdb).get("selector"), (p.get("metadata") or {}).get("labels") or {})]
+    healthy = sum(1 for p in selected if pod_ready(p))
+    spec = _spec(pdb)
+    if spec.get("maxUnavailable") is not None:
+        expected = max(replicas_, len(selected)) if selected else 0
+        desired = max(0, expected - (_scaled(spec["maxUnavailable"], expected) or 0))
+    else:
+        ma = spec.get("minAvailable")
+        expected = (max(replicas_, len(selected)) if isinstance(ma, str) else len(selected)) if selected else 0
+        desired = _scaled(ma, expected) or 0
+    return {"expected": expected, "healthy": healthy, "desired": desired, "allowed": max(0, healthy - desired),
+            "from": "pods"}
+
+
+def pdb(config: dict, pdbs: list[dict], pods: list[dict]) -> Verdict:
+    """The PodDisruptionBudgets over the registry pods: would one block a node drain of the upgrade?
+
+    The operator keeps PDB `image-registry` (minAvailable 1 with 2+ replicas, 0 with one); a drain
+    evicts through the eviction API, which refuses while the budget allows no disruption, and the
+    machine-config operator's drain then retries until the node's update stalls
+    (docs/operator-facts.md#pod-disruption-budget, #drains-during-an-upgrade)."""
+    src = facts("pod-disruption-budget", "drains-during-an-upgrade")
+    state = _spec(config).get("managementState")
+    mine = registry_pods(pods)
+    if state != "Managed" and not mine:
+        return not_applicable(f"no registry pods ({state})")
+    labels = ((mine[0].get("metadata") or {}).get("labels") if mine else None) or {"docker-registry": "default"}
+    over = [b for b in pdbs or [] if selects(_spec(b).get("selector"), labels)]
+    n = replicas(config)
+    if not over:
+        if n > 1:
+            return warned(f"no PodDisruptionBudget covers the registry pods ({n} replicas): a drain may evict them "
+                          f"all at once; the operator keeps PDB image-registry (minAvailable 1), see why it is gone",
+                          src)
+        return passed("no PodDisruptionBudget covers the registry pod (1 replica: the operator's would allow "
+                      "evicting it)", src)
+    findings, ok = [], []
+    for b in over:
+        name = b["metadata"]["name"]
+        spec = _spec(b)
+        rule = (f"maxUnavailable {spec['maxUnavailable']}" if spec.get("maxUnavailable") is not None
+                else f"minAvailable {spec.get('minAvailable')}")
+        bud = pdb_budget(b, mine, n)
+        what = (f"PDB {name} ({rule}): {bud['healthy']} healthy of {bud['expected']} expected, {bud['desired']} "
+                f"must stay, {bud['allowed']} disruption(s) allowed")
+        unhealthy = bud["expected"] - bud["healthy"]
+        always = spec.get("unhealthyPodEvictionPolicy") == "AlwaysAllow"
+        if bud["healthy"] and not bud["allowed"]:
+            findings.append(failed(f"{what}: draining a node that runs a registry pod is refused (\"Cannot evict pod "
+                                   f"as it would violate the pod's disruption budget\"), so the upgrade's node drain "
+                                   f"hangs; " + ("with 1 replica use minAvailable 0 (the operator's own value) "
+                                                 if n <= 1 else "let every replica become ready first ")
+                                   + "or run the registry with more replicas than the budget keeps", src))
+        elif unhealthy > 0 and bud["healthy"] < bud["desired"] and not always:
+            findings.append(failed(f"{what}: the {unhealthy} not-ready registry pod(s) cannot be evicted either "
+                                   f"while the budget is not met (unhealthyPodEvictionPolicy "
+                                   f"{spec.get('unhealthyPodEvictionPolicy') or 'IfHealthyBudget'}), so a drain of "
+                                   f"their node hangs; fix the pods (replicas-ready, events) before upgrading", src))
+        else:
+            ok.append(what)
+        if state == "Managed" and name == "image-registry" and spec.get("maxUnavailable") is None and str(
+                spec.get("minAvailable")) != str(0 if n <= 1 else 1):
+            findings.append(passed(f"PDB image-registry has minAvailable {spec.get('minAvailable')}, not the "
+                                   f"operator's {0 if n <= 1 else 1} for {n} replica(s): the operator rewrites it "
+                                   f"on its next sync"))
+    return worst(findings, "; ".join(ok), src)
+
+
+def must_gather_age(captured: datetime.datetime | None, basis: str, now: datetime.datetime,
+                    max_age_hours: float, offline: bool = True) -> Verdict:
+    """How old the must-gather is, and a warning when it is older than `max_age_hours`: a review of an
+    old state says little about the cluster that is about to be upgraded."""
+    src = facts("must-gather")
+    if not offline:
+        return not_applicable("a live cluster is reviewed as it is now")
+    if captured is None:
+        return warned("the must-gather's age cannot be told (no timestamp file, no time in its objects): make sure "
+                      "it was taken just before the upgrade", src)
+    age = (now - captured).total_seconds() / 3600
+    when = f"taken {captured:%Y-%m-%d %H:%M}Z ({basis})"
+    if age < 0:
+        return passed(f"{when}, {-age:.1f} h in the future of this machine's clock: check the clocks", src)
+    told = f"{age / 24:.0f} days" if age >= 48 else f"{age:.1f} h"
+    if age > max_age_hours:
+        return warned(f"{when}, {told} ago, older than {max_age_hours:g} h (--must-gather-max-age): the cluster may "
+                      f"have changed since; take a new one (oc adm must-gather) before the upgrade", src)
+    return passed(f"{when}, {told} ago", src)
 
 
 def operator_version(co: dict | None, cluster_version: dict | None) -> Verdict:
-    src = "operator-facts §6.3 (status.versions)"
+    src = facts("cluster-version")
     if co is None or cluster_version is None:
         return not_applicable("no ClusterOperator or ClusterVersion to compare")
     ver = next((v.get("version") for v in _status(co).get("versions") or [] if v.get("name") == "operator"), None)
@@ -713,13 +878,13 @@ def operator_version(co: dict | None, cluster_version: dict | None) -> Verdict:
     cvc = conditions(cluster_version)
     if cvc.get("Progressing", {}).get("status") == "True":
         findings.append(warned(f"an upgrade is already in progress: {cvc['Progressing'].get('message') or desired}",
-                               "ClusterVersion conditions"))
+                               facts("cluster-version")))
     if cvc.get("Upgradeable", {}).get("status") == "False":
         findings.append(warned(f"ClusterVersion Upgradeable=False: {(cvc['Upgradeable'].get('message') or '').strip()}"
-                               .rstrip(": "), "ClusterVersion conditions"))
+                               .rstrip(": "), facts("cluster-version")))
     if cvc.get("Failing", {}).get("status") == "True":
         findings.append(warned(f"ClusterVersion Failing: {cvc['Failing'].get('message') or ''}".strip(),
-                               "ClusterVersion conditions"))
+                               facts("cluster-version")))
     if ver is None:
         findings.append(warned(f"the ClusterOperator reports no operator version (cluster {desired}): the registry "
                                f"has not finished rolling out", src))
@@ -739,7 +904,7 @@ def _no_proxy_covers(no_proxy: str, host: str) -> bool:
 
 
 def proxy(config: dict, cluster_proxy: dict | None) -> Verdict:
-    src = "operator-facts §1.2 (spec.proxy)"
+    src = facts("proxy")
     own = _spec(config).get("proxy") or {}
     cp = _status(cluster_proxy) if cluster_proxy else {}
     http = own.get("http") or cp.get("httpProxy")
@@ -766,12 +931,12 @@ def overrides(config: dict) -> Verdict:
     findings = []
     if spec.get("unsupportedConfigOverrides"):
         findings.append(warned(f"spec.unsupportedConfigOverrides is set ({spec['unsupportedConfigOverrides']}): "
-                               f"unsupported, may not survive the upgrade", "operator-facts §1.2"))
+                               f"unsupported, may not survive the upgrade", facts("config-spec")))
     if spec.get("readOnly"):
-        findings.append(warned("spec.readOnly: the registry refuses pushes (builds fail)", "operator-facts §1.2"))
+        findings.append(warned("spec.readOnly: the registry refuses pushes (builds fail)", facts("config-spec")))
     if replicas(config) < 0:
         findings.append(failed(f"spec.replicas {replicas(config)}: \"replicas must be greater than or equal to 0\"",
-                               "operator-facts §3.6"))
+                               facts("replicas-and-rollout")))
     elif replicas(config) == 0 and spec.get("managementState") == "Managed":
-        findings.append(warned("spec.replicas 0: no registry pod runs", "operator-facts §3.6"))
-    return worst(findings, "no unsupported overrides, not read-only", "operator-facts §1.2")
+        findings.append(warned("spec.replicas 0: no registry pod runs", facts("replicas-and-rollout")))
+    return worst(findings, "no unsupported overrides, not read-only", facts("config-spec"))
