@@ -45,8 +45,13 @@ def test_procedure_notebook(tmp_path, monkeypatch):
     png = tmp_path / "rollout.png"
     monkeypatch.setenv("NOTEBOOK_PLOT_PNG", str(png))
     monkeypatch.delenv("REGISTRY_CONFORMANCE_KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("REPORTS_DIR", str(tmp_path / "reports"))
     nb = execute("procedure.ipynb", tmp_path)
     text = outputs_text(nb)
+    run_dir, = (tmp_path / "reports").glob("notebook-*")           # a run directory like a suite run's
+    assert (run_dir / "config-snapshot.json").exists() and (run_dir / "journal.jsonl").exists()
+    assert f"--run-dir={run_dir}" in text and "the embedded local cluster" in text   # the first cell says so
     assert "pushed and pulled" in text and "the Config is back exactly as it was" in text, text[-3000:]
     assert "VSphere" in text and "4.18.12" in text                   # the cluster's facts as a table
     assert "StorageExists" in text and "Ready" in text                 # the Config's conditions
