@@ -83,15 +83,21 @@ def recovery_note(source: KubeconfigSource, run_dir: Path) -> str:
         lines.append("(the local cluster lives as long as this kernel: once the kernel is gone there is nothing "
                      "to restore)")
     else:
-        lines.append(f"(the cluster lock is renewed only while a cell runs; it expires {idle_lock_seconds()} s after the "
-                     "last one, or at once when the kernel is gone, so that command can take it over)")
+        lines.append(f"(the cluster lock is renewed only while a cell runs: it expires {idle_lock_seconds()} s after "
+                     "the last one, or at once on this host when the kernel is gone, so that command can take it "
+                     "over)")
     return "\n".join(lines)
 
 
 def idle_lock_seconds(environ=None) -> int:
     """How long the lock outlives the last cell that ran (NOTEBOOK_LOCK_SECONDS, default the suite's 60)."""
     env = os.environ if environ is None else environ
-    return max(int(env.get("NOTEBOOK_LOCK_SECONDS") or DEFAULT_DURATION), 3)
+    value = env.get("NOTEBOOK_LOCK_SECONDS") or str(DEFAULT_DURATION)
+    try:
+        return max(int(value), 3)
+    except ValueError:
+        raise SystemExit(f"NOTEBOOK_LOCK_SECONDS={value}: give a whole number of seconds (default "
+                         f"{DEFAULT_DURATION})") from None
 
 
 @dataclasses.dataclass
@@ -201,14 +207,15 @@ class NotebookRun:
         from fixtures import safety
         st = safety.state(self.config)
         st.changes_allowed = True           # connect() refused a real cluster without ALLOW_DESTRUCTIVE
+        # First, so that a lock taken by a begin that then fails is not renewed by an idle kernel either.
+        atexit.register(self._at_exit)
+        self._hook()
         try:
             safety.begin_changes(self.config, self.cluster, self.run_dir, self.timeout)
         except pytest.exit.Exception as e:          # the lock is held, the registry is refused
             raise SystemExit(e.msg) from None
         st.lock.duration = self.lock_seconds
         st.lock.renew_once()
-        atexit.register(self._at_exit)
-        self._hook()
         return self
 
     @property

@@ -3,7 +3,9 @@ KUBECONFIG, its changes under the suite's lock, snapshot and journal, in a run d
 notebook's first cell names; whatever stops it half-way leaves a state that `python -m utilities
 restore` puts back exactly.
 
-- a cell that fails in the middle (the notebook executed with nbclient, as `make test` does);
+- run to the end: the Config exactly as it was, the lock released, nothing left;
+- a cell that fails in the middle (the notebook executed with nbclient, as `make test` does), or one
+  that fails before any change (the kernel's exit then releases the lock);
 - the kernel killed (kill -9) in the middle of a rollout;
 - the kernel interrupted and left idle: the lock is no longer renewed and expires, the restore runs while
   the kernel lives, and a cell run while another process holds the lock is refused before it runs.
@@ -94,6 +96,20 @@ def execute_failing_after(marker: str, local, tmp_path: Path, monkeypatch):
     with pytest.raises(nbclient.exceptions.CellExecutionError, match=PLANTED):
         client.execute()
     return nb
+
+
+def test_run_to_the_end_it_leaves_the_cluster_exactly_as_it_was(local, tmp_path, monkeypatch):
+    for k, v in notebook_env(local, tmp_path).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("REGISTRY_CONFORMANCE_KUBECONFIG", raising=False)
+    nb = nbformat.read(PROCEDURE, as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "pushed and pulled" in text and "the Config is back exactly as it was" in text, text[-3000:]
+    run_dir = the_run_dir(tmp_path)
+    assert journal_has(run_dir, "restored") and (run_dir / "control-plane.json").exists()
+    local.assert_back(run_dir.name)                         # exact spec, lock released, nothing left
 
 
 def test_a_failed_cell_leaves_what_restore_puts_back_exactly(local, tmp_path, monkeypatch):
@@ -243,3 +259,16 @@ def test_an_interrupted_idle_kernel_lets_the_lock_expire_and_refuses_cells_while
     out = restored(local, run_dir)                         # while the kernel still lives
     assert "put back the original Config spec" in out, out
     local.assert_back(run_dir.name)
+
+
+def test_another_runs_lock_stops_the_notebook_before_any_change(local, tmp_path, kernel_factory):
+    other = ClusterLock(local.cluster, "someone-elses-run").acquire(renew=False)
+    try:
+        kernel = kernel_factory(notebook_env(local, tmp_path))
+        kernel.run_cells(*SETUP[:2])
+        status, out = kernel.run(kernel.cell(SETUP[2]))
+        assert status == "error" and "another run holds the cluster lock" in out and "someone-elses-run" in out, out
+        assert local.spec() == local.original
+    finally:
+        other.release()
+    assert read_lock(local.cluster) is None
