@@ -80,8 +80,9 @@ def recovery_note(source: KubeconfigSource, run_dir: Path) -> str:
              "shut down, the notebook is closed), put the cluster back exactly with:",
              "  " + restore_command(kubeconfig, run_dir)]
     if source.local:
-        lines.append("(the local cluster lives as long as this kernel: once the kernel is gone there is nothing "
-                     "to restore)")
+        info = Path(str(kubeconfig) + ".info.json")
+        lines.append("(the local cluster stops when the kernel shuts down, and with it what there was to restore; "
+                     f"a kernel killed with kill -9 leaves it running: its pid is in {info})")
     else:
         lines.append(f"(the cluster lock is renewed only while a cell runs: it expires {idle_lock_seconds()} s after "
                      "the last one, or at once on this host when the kernel is gone, so that command can take it "
