@@ -119,6 +119,7 @@ def test_a_failed_cell_leaves_what_restore_puts_back_exactly(local, tmp_path, mo
     command = restore_command_of(first)
     assert f"--run-dir={run_dir}" in command and f"--kubeconfig={local.kubeconfig}" in command, command
     assert "(from KUBECONFIG)" in first, first
+    assert "python -m utilities restore" in nb.cells[0].source        # the notebook's top says so too
 
     # What the failure left: the snapshot of the served cluster (KUBECONFIG was used) and the journal of
     # its changes on disk, the lock no longer renewed (its process, the kernel, is gone: stale at once).
@@ -229,11 +230,11 @@ def test_kill9_of_the_kernel_mid_rollout_leaves_a_restorable_state(local, tmp_pa
 
 def test_an_interrupted_idle_kernel_lets_the_lock_expire_and_refuses_cells_while_another_holds_it(
         local, tmp_path, kernel_factory):
-    kernel = kernel_factory(notebook_env(local, tmp_path, NOTEBOOK_LOCK_SECONDS="4"))
+    kernel = kernel_factory(notebook_env(local, tmp_path, NOTEBOOK_LOCK_SECONDS="6"))
     kernel.run_cells(*SETUP, "configure_backend(")
     run_dir = the_run_dir(tmp_path)
     sleeping = kernel.kc.execute("import time; time.sleep(600)")
-    time.sleep(6)                                         # a long cell renews the lock (every 4/3 s)
+    time.sleep(8)                                         # a long cell renews the lock (every 2 s)
     held = read_lock(local.cluster)
     assert held is not None and not held.stale, held and held.describe()
     kernel.km.interrupt_kernel()
@@ -241,7 +242,7 @@ def test_an_interrupted_idle_kernel_lets_the_lock_expire_and_refuses_cells_while
 
     # Idle: nobody renews; the lease expires although the kernel lives.
     first = read_lock(local.cluster)
-    time.sleep(6)
+    time.sleep(8)
     idle = read_lock(local.cluster)
     assert idle.renew_time == first.renew_time and idle.expired and not idle.holder_dead, idle.describe()
 
