@@ -203,6 +203,10 @@ class ClusterLock:
                 if e.status != 409:
                     raise
 
+    def start_renewing(self) -> None:
+        """Renew in the background until `stop_renewing()` (acquire does this unless renew=False)."""
+        self._start_renewing()
+
     def _start_renewing(self) -> None:
         if self._thread is not None:
             return
