@@ -89,3 +89,44 @@ def test_no_empty_output_blocks(root):
         assert len(tc.findall("system-out")) <= 1 and len(tc.findall("system-err")) <= 1
     captured = [tc for tc in root.iter("testcase") if "Captured Log" in (tc.findtext("system-out") or "")]
     assert captured, "the captured logs are gone"
+
+
+# --- the rewrite on its own (no cluster) -----------------------------------------------------------
+PYTEST_XML = """<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests"><testsuite name="pytest" \
+errors="0" failures="1" skipped="0" tests="2" time="1.5" timestamp="2026-12-07T16:17:43.401231+01:00" hostname="h">\
+<testcase classname="tests.test_storage_backends" name="test_claim[ceph-rgw-big]" time="1.0"><failure \
+message="AssertionError: token s3cr3t-t0ken-value">trace s3cr3t-t0ken-value</failure><properties>\
+<property name="backend" value="ceph-rgw" /></properties><system-out>{log}</system-out><system-err>{err}\
+</system-err></testcase><testcase classname="" name="tests.test_broken" time="0"><error message="collection failure">\
+x</error></testcase></testsuite></testsuites>"""
+
+
+def test_rewrite_alone(tmp_path):
+    rule = " Captured Log ".center(80, "-")
+    log = f"{rule}\nINFO something\n{' Captured Out '.center(80, '-')}\n\n"
+    path = tmp_path / "j.xml"
+    path.write_text(PYTEST_XML.format(log=log, err=" Captured Err ".center(80, "-") + "\n\n"))
+    nodeid = "tests/test_storage_backends.py::test_claim[ceph-rgw-big]"
+    case = junit.Case(nodeid, "ceph-rgw", junit.case_name("test_claim", "ceph-rgw-big", "ceph-rgw"),
+                      junit.group_of(nodeid), ["reports/r/evidence/01-x/"])
+    cases = {junit.pytest_address(nodeid): case}
+    assert junit.rewrite(path, cases, [("run_id", "r")], lambda s: s.replace("s3cr3t-t0ken-value", "***"))
+    text = path.read_text()
+    assert "s3cr3t" not in text and "<properties><property name=\"run_id\"" in text
+    root = ET.parse(path).getroot()
+    tc, broken = root.iter("testcase")
+    assert (tc.get("classname"), tc.get("name")) == ("registry-conformance.ceph-rgw.test_storage_backends", "test_claim[big]")
+    assert junit.pytest_id(tc) == "test_claim[ceph-rgw-big]" and junit.properties_of(tc) == {"backend": "ceph-rgw"}
+    assert tc.find("failure").get("message") == "AssertionError: token *** (evidence: reports/r/evidence/01-x/)"
+    assert tc.find("system-err") is None and "Captured Out" not in tc.findtext("system-out")
+    assert broken.get("classname") == "registry-conformance.cluster.test_broken"
+    assert root.find("testsuite").get("timestamp") == "2026-12-07T15:17:43"
+    # Once only: a second pass (a stale file, a rerun of the hook) leaves it alone.
+    assert not junit.rewrite(path, cases, [("run_id", "r")]) and path.read_text() == text
+
+
+@pytest.mark.parametrize("params, backend, rest", [
+    ("default-pvc", "default-pvc", ""), ("default-pvc-x", "default-pvc", "x"), ("x-ceph-rgw", "ceph-rgw", "x"),
+    ("a-emptydir-b", "emptydir", "a-b"), ("clusteroperator", None, "clusteroperator")])
+def test_without_backend(params, backend, rest):
+    assert junit.without_backend(params, backend) == rest
