@@ -49,6 +49,7 @@ def test_classname_carries_the_backend_and_the_module_name_the_check(root):
         ("registry-conformance.cluster.test_management_state", "test_config_and_clusteroperator_exist"),
         ("registry-conformance.emptydir.test_storage_backends", "test_push_and_pull_through_the_route"),
         ("registry-conformance.default-pvc.test_storage_backends", "test_rollout_completes"),
+        ("registry-conformance.default-pvc.test_storage_backends", "test_ready_replicas_equal_spec_replicas"),
     }, sorted(cases)
     # Spyglass takes (suite, classname, name) as a test's identity: a repeat would be a rerun.
     assert len(list(root.iter("testcase"))) == len(cases)
@@ -76,6 +77,10 @@ def test_the_failure_names_its_evidence_directory(small_run, root):
     assert head == [f"evidence: {shown}", "test: tests/test_storage_backends.py::test_rollout_completes[default-pvc]"], head
     assert (small_run.reports.parent / shown / "failure.txt").is_file()
     assert "ProvisioningFailed" in bad.text
+    # The next default-pvc check errors on the same failed set-up: it names the same evidence.
+    tc = _cases(root)[("registry-conformance.default-pvc.test_storage_backends", "test_ready_replicas_equal_spec_replicas")]
+    (bad,) = [el for el in tc if el.tag in ("failure", "error")]
+    assert f"(evidence: {shown})" in bad.get("message"), bad.get("message")
 
 
 def test_no_empty_output_blocks(root):
