@@ -28,6 +28,7 @@ from pathlib import Path
 
 from bench.common import REPO, Series, header, interleave
 from selftests.suite.test_suite_against_faults import CASES, set_faults
+from utilities.junit import pytest_id
 from utilities.kube import load_cluster
 from utilities.localcluster_process import LocalClusterProcess
 
@@ -36,7 +37,7 @@ def durations(junit: Path) -> dict[str, tuple[float, bool]]:
     out = {}
     for tc in ET.parse(junit).getroot().iter("testcase"):
         failed = bool(tc.findall("failure") or tc.findall("error"))
-        out[tc.get("name")] = (float(tc.get("time") or 0), failed)
+        out[pytest_id(tc)] = (float(tc.get("time") or 0), failed)
     return out
 
 

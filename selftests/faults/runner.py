@@ -14,6 +14,7 @@ from pathlib import Path
 from localcluster.settings import FAULTS_CONFIGMAP, FAULTS_NAMESPACE
 from selftests.support import run_suite
 from utilities import kube
+from utilities.junit import pytest_id
 from utilities.localcluster_process import LocalClusterProcess
 
 from .catalogue import Fault
@@ -86,7 +87,7 @@ def junit_failures(path: Path) -> list[Failure]:
         return out
     for tc in ET.parse(path).getroot().iter("testcase"):
         for bad in list(tc.findall("failure")) + list(tc.findall("error")):
-            out.append(Failure(tc.get("name") or "?", (bad.get("message") or "") + "\n" + (bad.text or ""),
+            out.append(Failure(pytest_id(tc) or "?", (bad.get("message") or "") + "\n" + (bad.text or ""),
                                float(tc.get("time") or 0.0)))
     return out
 

@@ -1,7 +1,7 @@
 """One small real run of the suite on a local cluster, shared by the reporting selftests: a check that
 passes with steps (push and pull on emptyDir), a read-only check, and a backend whose set-up fails
 (default-pvc on a provisioner that fails: ProvisioningFailed, fault `provisioner.fail`), so a failed check
-has evidence."""
+has evidence, and a second default-pvc check that errors on the same failed set-up."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +17,7 @@ from utilities.localcluster_process import REPO_ROOT
 
 SELECTION = ["tests/test_management_state.py::test_config_and_clusteroperator_exist",
              "tests/test_storage_backends.py", "-k",
-             "exist or (default-pvc and rollout_completes) or (emptydir and push_and_pull)"]
+             "exist or (default-pvc and (rollout_completes or ready_replicas)) or (emptydir and push_and_pull)"]
 
 
 @dataclasses.dataclass

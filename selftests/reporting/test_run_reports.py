@@ -1,9 +1,8 @@
-"""A real run leaves the matrix, the certificate, results.json, JUnit properties and the evidence, and
-ends its output saying what happened to the cluster and where the reports are."""
+"""A real run leaves the matrix, the certificate, results.json and the evidence (its JUnit XML: test_junit.py),
+and ends its output saying what happened to the cluster and where the reports are."""
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 
 from utilities import certificate
 
@@ -34,15 +33,6 @@ def test_matrix_and_certificate_of_a_real_run(small_run):
     assert "<details><summary>✗ error</summary>" in html and "injected fault (localcluster provisioner.fail)" in html
     steps = {s["step"] for s in rec.steps}
     assert {"prepare_backend", "wait_for_rollout", "RegistryClient.push_image"} <= steps, steps
-
-
-def test_junit_properties(small_run):
-    root = ET.parse(small_run.run_dir / "junit.xml").getroot()
-    cases = {tc.get("name"): {p.get("name"): p.get("value") for p in tc.iter("property")} for tc in root.iter("testcase")}
-    props = cases["test_push_and_pull_through_the_route[emptydir]"]
-    assert props == {"backend": "emptydir", "check": "test_push_and_pull_through_the_route",
-                     "openshift_version": "4.18.12"}, props
-    assert cases["test_config_and_clusteroperator_exist"]["backend"] == "-"
 
 
 def test_evidence_of_the_failed_setup_is_kept(small_run):

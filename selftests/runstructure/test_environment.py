@@ -24,6 +24,7 @@ from selftests.support import served_cluster
 from utilities import kube, waits
 from utilities import registry_steps as steps
 from utilities import snapshot as snapshots
+from utilities.junit import pytest_id
 
 BACKENDS = "tests/test_storage_backends.py"
 
@@ -41,10 +42,10 @@ def _outcomes(run_dir):
         for kind in ("skipped", "failure", "error"):
             el = tc.find(kind)
             if el is not None:
-                out[tc.get("name")] = (kind, el.get("message") or "")
+                out[pytest_id(tc)] = (kind, el.get("message") or "")
                 break
         else:
-            out[tc.get("name")] = ("passed", "")
+            out[pytest_id(tc)] = ("passed", "")
     return out
 
 

@@ -23,6 +23,7 @@ import pytest
 from selftests.support import served_cluster
 from utilities import kube, waits
 from utilities import registry_steps as steps
+from utilities.junit import pytest_id
 from utilities.localcluster_process import REPO_ROOT
 
 ROLLOUT_SECONDS = 3
@@ -117,7 +118,7 @@ def test_whole_matrix_on_one_node(one_node):
     rc, out, run_dir = run_suite(lc, tmp, "matrix", ["tests"])
     assert rc == 0, out[-5000:]
     root = ET.parse(run_dir / "junit.xml").getroot()
-    skips = {tc.get("name"): tc.find("skipped").get("message", "") for tc in root.iter("testcase")
+    skips = {pytest_id(tc): tc.find("skipped").get("message", "") for tc in root.iter("testcase")
              if tc.find("skipped") is not None}
     for b in ("cephfs", "ceph-rgw", "noobaa"):
         reason = skips.get(f"test_replicas_spread_over_nodes[{b}]", "")

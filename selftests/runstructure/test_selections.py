@@ -21,6 +21,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from selftests.support import run_suite, served_cluster_in
+from utilities.junit import pytest_id
 
 HOSTNAME_CHANGES = 4
 SELECTIONS = [["emptydir"], ["default-pvc"], ["block"], ["cephfs"], ["ceph-rgw"], ["noobaa"],
@@ -42,7 +43,7 @@ def test_selection_passes_and_restores(healthy, backends):
                     grace=None)
     assert run.returncode == 0, f"--backend={' --backend='.join(backends)}: exit {run.returncode}\n" + \
         run.output[-5000:]
-    cases = {tc.get("name"): tc for tc in ET.parse(run.junit).getroot().iter("testcase")}
+    cases = {pytest_id(tc): tc for tc in ET.parse(run.junit).getroot().iter("testcase")}
     for b in backends:
         tc = cases.get(f"test_rollout_completes[{b}]")
         assert tc is not None and tc.find("skipped") is None, f"{b} was not certified:\n{run.output[-3000:]}"

@@ -18,6 +18,7 @@ import pytest
 
 from selftests.support import run_suite, served_cluster_in
 from utilities import certificate
+from utilities.junit import properties_of, pytest_id
 
 BACKENDS = "tests/test_storage_backends.py"
 CEPHFS_LACKS = "StorageClass ocs-storagecluster-cephfs not found on the cluster (is OpenShift Data Foundation installed?)"
@@ -32,7 +33,7 @@ def no_odf(tmp_path_factory):
 def _suite(served, run_id: str, args: list[str]):
     lc, _, tmp = served
     run = run_suite(lc, [BACKENDS, *args], tmp, run_id, rollout_timeout=60, timeout=300)
-    cases = {tc.get("name"): ({p.get("name"): p.get("value") for p in tc.iter("property")},
+    cases = {pytest_id(tc): (properties_of(tc),
                               "skipped" if tc.find("skipped") is not None else "ran")
              for tc in ET.parse(run.junit).getroot().iter("testcase")}
     return run, cases, tmp / "reports" / run_id

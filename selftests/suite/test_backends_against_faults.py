@@ -20,6 +20,7 @@ import pytest
 from selftests.suite.test_suite_against_faults import assert_caught, set_faults
 from selftests.support import SuiteRun, run_suite, served_cluster_in
 from utilities import kube
+from utilities.junit import pytest_id
 from utilities.localcluster_process import REPO_ROOT, LocalClusterProcess
 
 BACKENDS = "tests/test_storage_backends.py"
@@ -71,7 +72,7 @@ ODF_CASES = [
 
 
 def junit_skips(path: Path) -> dict[str, str]:
-    return {tc.get("name"): (tc.find("skipped").get("message") or "")
+    return {pytest_id(tc): (tc.find("skipped").get("message") or "")
             for tc in ET.parse(path).getroot().iter("testcase") if tc.find("skipped") is not None}
 
 

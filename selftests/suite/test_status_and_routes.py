@@ -8,6 +8,7 @@ from localcluster import odf
 from localcluster.controllers.registry_operator.conditions import aggregate
 from localcluster.controllers.registry_operator.storage import go_storage_member
 from utilities.backends import CEPH_RGW, CEPHFS, DEFAULT_PVC, EMPTYDIR, without_zero_values
+from utilities.junit import pytest_id
 from utilities.routes import route_scheme, route_url
 
 
@@ -132,7 +133,7 @@ def test_odf_412_bucket_listing_over_the_plain_http_route(odf412, tmp_path):
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
     out = proc.stdout.decode(errors="replace")
     assert proc.returncode == 0, out[-3000:]
-    cases = {tc.get("name"): tc for tc in ET.parse(junit).getroot().iter("testcase")}
+    cases = {pytest_id(tc): tc for tc in ET.parse(junit).getroot().iter("testcase")}
     assert "test_blobs_are_in_the_bucket[ceph-rgw]" in cases, sorted(cases)
     tc = cases["test_blobs_are_in_the_bucket[ceph-rgw]"]
     assert not list(tc) or all(c.tag in ("properties", "system-out", "system-err") for c in tc), out[-3000:]

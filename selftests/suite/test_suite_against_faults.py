@@ -17,6 +17,7 @@ import pytest
 
 from selftests.support import SuiteRun, run_suite
 from utilities import kube
+from utilities.junit import pytest_id
 from utilities.kube import load_cluster
 from utilities.localcluster_process import LocalClusterProcess
 
@@ -74,7 +75,7 @@ def junit_outcomes(path: Path) -> dict[str, list[str]]:
     """testcase name -> messages and texts of its failures/errors (empty list: it passed or skipped)."""
     out: dict[str, list[str]] = {}
     for tc in ET.parse(path).getroot().iter("testcase"):
-        msgs = out.setdefault(tc.get("name"), [])
+        msgs = out.setdefault(pytest_id(tc), [])
         for bad in list(tc.findall("failure")) + list(tc.findall("error")):
             msgs.append((bad.get("message") or "") + "\n" + (bad.text or ""))
     return out
