@@ -11,7 +11,7 @@ from utilities.reports import RUN_DIR, RUN_ID, new_run_id, prepare_run_dir
 # exit status is settled before the record is written.
 pytest_plugins = ["fixtures.cluster", "fixtures.safety", "fixtures.verdicts", "fixtures.registry",
                   "fixtures.storage", "fixtures.preupgrade", "fixtures.reporting", "fixtures.closing",
-                  "fixtures.deadline"]
+                  "fixtures.deadline", "fixtures.progress"]
 
 ROOT = Path(__file__).resolve().parent
 
