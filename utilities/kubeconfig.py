@@ -31,6 +31,7 @@ class Source:
     for the run (a path, or KUBECONFIG's list as it is); None for the local cluster."""
     kind: str
     value: str | None = None
+    suite: bool = True          # the suite (which has --local-cluster), not a `python -m utilities` command
 
     @property
     def real(self) -> bool:
@@ -43,8 +44,9 @@ class Source:
     def fix_hint(self) -> str:
         """What to do when that kubeconfig cannot be used."""
         if self.kind == ENVIRONMENT:
-            return (f"point {ENV} at a readable kubeconfig (as for oc), give --kubeconfig=PATH, or pass "
-                    "--local-cluster to run on the embedded local stand-in cluster")
+            return (f"point {ENV} at a readable kubeconfig (as for oc)" +
+                    (", give --kubeconfig=PATH, or pass --local-cluster to run on the embedded local stand-in "
+                     "cluster" if self.suite else " or give --kubeconfig=PATH"))
         return "give a readable kubeconfig with --kubeconfig=PATH (and --context NAME)"
 
 

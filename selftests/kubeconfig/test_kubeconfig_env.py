@@ -89,3 +89,22 @@ def test_the_selftests_never_reach_a_users_kubeconfig(trap, tmp_path):
     # and the trap works: the suite itself, given that KUBECONFIG, does try to reach it
     run = run_suite([READONLY], tmp_path, "reaches", kubeconfig_env=str(kc), timeout=120)
     assert run.returncode == 10 and trap.connections > 0, run.stdout[-3000:]
+
+
+def test_recovery_commands_take_kubeconfig_too(served, tmp_path):
+    """`python -m utilities leftovers|restore|sweep|unlock` after a KUBECONFIG run: the same cluster."""
+    import os
+    import subprocess
+    import sys
+
+    from utilities.localcluster_process import REPO_ROOT
+    lc, _ = served
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+
+    def leftovers(**extra):
+        return subprocess.run([sys.executable, "-m", "utilities", "leftovers"], cwd=REPO_ROOT, env=env | extra,
+                              capture_output=True, text=True, timeout=120)
+    found = leftovers(KUBECONFIG=str(lc.kubeconfig))
+    assert found.returncode == 0, found.stdout + found.stderr
+    none = leftovers()
+    assert none.returncode == 4 and "give --kubeconfig=PATH or set KUBECONFIG" in none.stderr, none.stderr
