@@ -49,6 +49,17 @@ def test_kubeconfig_env_is_the_cluster_under_test(served, tmp_path):
     assert "stand-in" not in md, md
 
 
+def test_kubeconfig_env_with_allow_destructive_takes_the_lock_as_kubeconfig_does(served, tmp_path):
+    from utilities.lock import read_lock
+    lc, cluster = served
+    run = run_suite([READONLY, "-k", "exist", "--allow-destructive"], tmp_path, "lock",
+                    kubeconfig_env=str(lc.kubeconfig))
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert [ln for ln in run.stdout.splitlines() if ln.startswith("cluster lock: ") and "run lock" in ln], \
+        run.stdout[:3000]
+    assert read_lock(cluster) is None       # released at the end
+
+
 def test_kubeconfig_list_merges_and_the_first_current_context_wins(served, tmp_path):
     """kubectl: empty entries and missing files are skipped; the first file to set current-context wins
     (the official Python client would take the last one's: here "admin", and the run would pass)."""
