@@ -37,10 +37,6 @@ class Source:
     def real(self) -> bool:
         return self.kind in (OPTION, ENVIRONMENT)
 
-    def origin(self) -> str:
-        """How the user named it, for messages: "--kubeconfig=PATH" or "KUBECONFIG=LIST"."""
-        return f"--kubeconfig={self.value}" if self.kind == OPTION else f"{ENV}={self.value}"
-
     def fix_hint(self) -> str:
         """What to do when that kubeconfig cannot be used."""
         if self.kind == ENVIRONMENT:
