@@ -23,7 +23,9 @@ CONTROL_PLANE ?= $(if $(wildcard ../shared/bin/SHA256SUMS.raw),real,builtin)
 ETCD_BIN := /usr/bin/etcd
 LOCALCLUSTER_ENV := $(if $(CLUSTER_KUBECONFIG),,LOCALCLUSTER_CONTROL_PLANE=$(CONTROL_PLANE) LOCALCLUSTER_OPENSHIFT=$(OPENSHIFT))
 # Path options are passed as --opt=VALUE: pytest would otherwise take the path for a test path.
-CLUSTER_ARGS := $(if $(CLUSTER_KUBECONFIG),--kubeconfig=$(abspath $(CLUSTER_KUBECONFIG))) \
+# Without CLUSTER_KUBECONFIG, `make validate` is the local cluster even when KUBECONFIG is set (the suite
+# alone reads KUBECONFIG, as oc does): --local-cluster. A real cluster is named: CLUSTER_KUBECONFIG=$$KUBECONFIG.
+CLUSTER_ARGS := $(if $(CLUSTER_KUBECONFIG),--kubeconfig=$(abspath $(CLUSTER_KUBECONFIG)),--local-cluster) \
 	$(if $(CLUSTER_CONTEXT),--context=$(CLUSTER_CONTEXT)) \
 	$(if $(filter yes true 1,$(ALLOW_DESTRUCTIVE)),--allow-destructive) \
 	$(if $(MUST_GATHER),--must-gather=$(abspath $(MUST_GATHER)))

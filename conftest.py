@@ -11,7 +11,7 @@ from utilities.reports import RUN_DIR, RUN_ID, new_run_id, prepare_run_dir
 # exit status is settled before the record is written.
 pytest_plugins = ["fixtures.cluster", "fixtures.safety", "fixtures.verdicts", "fixtures.registry",
                   "fixtures.storage", "fixtures.preupgrade", "fixtures.reporting", "fixtures.closing",
-                  "fixtures.deadline"]
+                  "fixtures.deadline", "fixtures.progress"]
 
 ROOT = Path(__file__).resolve().parent
 
@@ -19,7 +19,10 @@ ROOT = Path(__file__).resolve().parent
 def pytest_addoption(parser):
     g = parser.getgroup("registry-conformance")
     g.addoption("--kubeconfig", default=None,
-                help="kubeconfig of the cluster under test; without it the local stand-in cluster is started")
+                help="kubeconfig of the cluster under test; without it, KUBECONFIG as oc reads it (a "
+                     "\":\"-separated list, merged); without either, the local stand-in cluster is started")
+    g.addoption("--local-cluster", action="store_true", default=False,
+                help="run on the embedded local stand-in cluster even when KUBECONFIG is set")
     g.addoption("--context", default=None, help="kubeconfig context (default: the current context)")
     g.addoption("--allow-destructive", action="store_true", default=False,
                 help="allow tests marked destructive on the cluster given by --kubeconfig")
@@ -83,12 +86,24 @@ def _runs_the_suite(config) -> bool:
     return False
 
 
+def _runs_selftests(config) -> bool:
+    """A session of the project's own tests (selftests/): a user's KUBECONFIG never applies to it."""
+    selftests = ROOT / "selftests"
+    for arg in config.args:
+        path = Path(str(arg).split("::")[0]).resolve()
+        if path == selftests or selftests in path.parents:
+            return True
+    return False
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     from fixtures import safety
     from utilities import redact
     redact.install()                      # secrets out of every log record from now on
     _configure_graces(config)
+    from fixtures import cluster
+    cluster.choose_source(config, selftests=_runs_selftests(config))   # --kubeconfig, KUBECONFIG or local
     safety.install_signal_handlers(config)
     run_id = config.getoption("run_id") or new_run_id()
     config.stash[RUN_ID] = run_id
@@ -140,7 +155,9 @@ def pytest_unconfigure(config):
 def pytest_collection_modifyitems(config, items):
     if not config.getoption("kubeconfig") or config.getoption("allow_destructive"):
         return
-    skip = pytest.mark.skip(reason="destructive: changes the cluster given by --kubeconfig; "
+    from fixtures import cluster
+    named = "$KUBECONFIG" if cluster.source(config).kind == "environment" else "--kubeconfig"
+    skip = pytest.mark.skip(reason=f"destructive: changes the cluster given by {named}; "
                                    "pass --allow-destructive to run it")
     for item in items:
         if item.get_closest_marker("destructive"):

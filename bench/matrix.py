@@ -59,7 +59,8 @@ def main(argv=None) -> None:
             env = dict(os.environ)
             for k, v in delays.items():
                 env[f"LOCALCLUSTER_{k.upper()}"] = repr(v * scale)
-            cmd = [sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider", *selection,
+            # --local-cluster: the benchmark is of the local cluster, whatever KUBECONFIG the user has set
+            cmd = [sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider", "--local-cluster", *selection,
                    f"--reports-dir={work}", "--run-id", f"m{n}", *a.pytest_arg]
             t = time.perf_counter()
             r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=a.timeout)

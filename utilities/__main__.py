@@ -5,15 +5,19 @@
     python -m utilities sweep     --kubeconfig=PATH [--run-id=ID] [--dry-run]
     python -m utilities unlock    --kubeconfig=PATH [--force]
 
+Without --kubeconfig, KUBECONFIG is used, as by oc (utilities/kubeconfig.py).
 Exit statuses: README.md, "Exit statuses" (utilities/preflight.py).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
+from utilities import kubeconfig as kubeconfigs
 from utilities import preflight, redact
 from utilities import snapshot as snapshots
 from utilities.leftovers import delete_leftovers, find_leftovers, summary
@@ -33,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(sp):
-        sp.add_argument("--kubeconfig", required=True, help="kubeconfig of the cluster")
+        sp.add_argument("--kubeconfig", default=None,
+                        help="kubeconfig of the cluster (default: KUBECONFIG, a list merged as oc merges it)")
         sp.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
         sp.add_argument("-v", "--verbose", action="store_true")
 
@@ -176,10 +181,17 @@ def main(argv=None) -> int:
     redact.install()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    redact.register_kubeconfig(args.kubeconfig)
+    # as oc: --kubeconfig, else KUBECONFIG
+    source = dataclasses.replace(kubeconfigs.choose(args.kubeconfig, os.environ), suite=False)
+    if not source.real:
+        return _fail(preflight.EXIT_USAGE, f"python -m utilities {args.command}: give --kubeconfig=PATH or set "
+                     "KUBECONFIG: the cluster whose registry to act on")
+    args.kubeconfig = source.value
+    for path in kubeconfigs.paths(args.kubeconfig):
+        redact.register_kubeconfig(path)
     destructive = args.command != "leftovers"
     try:
-        cluster = preflight.run(args.kubeconfig, args.context, destructive=destructive)
+        cluster = preflight.run(args.kubeconfig, args.context, destructive=destructive, source=source)
     except preflight.PreflightError as e:
         return _fail(e.code, e.message)
     redact.register(cluster.token)

@@ -93,7 +93,9 @@ def cluster_facts(cluster) -> dict:
     (ClusterVersion `version`, Infrastructure `cluster`), and the user; "unknown" where unreadable."""
     facts = {"api_url": getattr(cluster, "server", "") or "unknown", "openshift_version": "unknown",
              "platform": "unknown", "infrastructure_name": "unknown", "user": "unknown",
-             "local": bool(getattr(cluster, "embedded", False))}
+             "local": bool(getattr(cluster, "embedded", False)),
+             # which cluster, in words (fixtures/cluster.py: --kubeconfig, KUBECONFIG or the local one)
+             "source": (getattr(cluster, "info", None) or {}).get("cluster_source", "")}
     try:
         cv = cluster.get_cluster_object(("config.openshift.io", "v1", "clusterversions"), "version") or {}
         st = cv.get("status") or {}
@@ -298,12 +300,14 @@ def _summary_rows(rec: RunRecord) -> list[tuple[str, str]]:
     counts: dict[str, int] = {}
     for r in rec.results:
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    stand_in = " (as the local stand-in cluster emulates it)" if c.get("local") else ""
     return [
+        ("Cluster", c.get("source") or ("the embedded local stand-in cluster, not a real cluster" if c.get("local")
+                                        else "a kubeconfig's cluster (not connected)")),
         ("Cluster API URL", c.get("api_url", "unknown")),
-        ("OpenShift version", c.get("openshift_version", "unknown")),
-        ("Platform", c.get("platform", "unknown")),
+        ("OpenShift version", c.get("openshift_version", "unknown") + stand_in),
+        ("Platform", c.get("platform", "unknown") + stand_in),
         ("Infrastructure name", c.get("infrastructure_name", "unknown")),
-        ("Cluster", "the local stand-in cluster (localcluster/)" if c.get("local") else "given by --kubeconfig"),
         ("Run by", f"{rec.ran_by} (cluster user {c.get('user', 'unknown')})"),
         ("Started / finished (UTC)", f"{rec.started} / {rec.finished or 'unfinished'}"),
         ("Suite version", rec.suite_version),
@@ -314,11 +318,20 @@ def _summary_rows(rec: RunRecord) -> list[tuple[str, str]]:
     ]
 
 
+STAND_IN_NOTICE = ("This run was against the embedded local stand-in cluster, not a real cluster: it shows the "
+                   "suite works, it certifies no cluster's storage.")
+
+
+def _backends_heading(rec: RunRecord) -> str:
+    return "Backends" + (" (on the local stand-in cluster)" if (rec.cluster or {}).get("local") else "")
+
+
 def certificate_md(rec: RunRecord) -> str:
     verdicts, durations = backend_verdicts(rec), backend_durations(rec)
-    lines = [f"# Image registry storage certification: run {rec.run_id}", "",
-             "| | |", "|---|---|"] + [f"| {k} | {_one_line(v, 600)} |" for k, v in _summary_rows(rec)]
-    lines += ["", "## Backends", "", "| backend | certified | why | time |", "|---|---|---|---|"]
+    lines = [f"# Image registry storage certification: run {rec.run_id}", ""] + \
+        ([f"**{STAND_IN_NOTICE}**", ""] if (rec.cluster or {}).get("local") else []) + \
+        ["| | |", "|---|---|"] + [f"| {k} | {_one_line(v, 600)} |" for k, v in _summary_rows(rec)]
+    lines += ["", "## " + _backends_heading(rec), "", "| backend | certified | why | time |", "|---|---|---|---|"]
     for b, (ok, why) in verdicts.items():
         lines.append(f"| {b} | {certified_text(ok)} | {_one_line(why)} | {durations.get(b, 0.0):.1f} s |")
     if NO_BACKEND in durations:
@@ -331,10 +344,11 @@ def certificate_html(rec: RunRecord) -> str:
     verdicts, durations = backend_verdicts(rec), backend_durations(rec)
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in _summary_rows(rec))
     verdict = (rec.restore or {}).get("verdict", "unknown")
-    body = [f"<table>{rows}</table>",
+    notice = f"<p><strong>{html.escape(STAND_IN_NOTICE)}</strong></p>" if (rec.cluster or {}).get("local") else ""
+    body = [notice + f"<table>{rows}</table>",
             f'<p>Restore verdict: <span class="{"verdict-ok" if verdict in ("restored", "not needed") else "verdict-bad"}">'
             f"{html.escape(verdict)}</span></p>",
-            "<h2>Backends</h2><table><tr><th>backend</th><th>certified</th><th>why</th><th>time</th></tr>"]
+            f"<h2>{html.escape(_backends_heading(rec))}</h2><table><tr><th>backend</th><th>certified</th><th>why</th><th>time</th></tr>"]
     for b, (ok, why) in verdicts.items():
         cls = "passed" if ok else ("bad" if ok is False else "na")
         body.append(f'<tr><th>{html.escape(b)}</th><td class="{cls}">{certified_text(ok)}</td>'

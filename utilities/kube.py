@@ -17,7 +17,6 @@ from typing import Callable, TypeVar
 
 import tenacity
 import urllib3
-import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -345,7 +344,11 @@ def load_cluster(kubeconfig: str | os.PathLike, context: str | None = None, *, e
                  info: dict | None = None, pool_size: int = 32) -> Cluster:
     """Build the official clients from a kubeconfig: a bearer token or a client certificate (the
     installer's auth/kubeconfig); `Cluster.token` is "" for a certificate."""
+    from utilities import kubeconfig as kubeconfigs
     cfg = k8s.Configuration()
+    # A KUBECONFIG list: the official client merges it but lets the last file's current-context win;
+    # kubectl's first one is passed instead (utilities/kubeconfig.py).
+    context = context or kubeconfigs.current_context(kubeconfig)
     k8s_config.load_kube_config(config_file=str(kubeconfig), context=context, client_configuration=cfg,
                                 persist_config=False)
     cfg.connection_pool_maxsize = pool_size
@@ -362,7 +365,8 @@ def load_cluster(kubeconfig: str | os.PathLike, context: str | None = None, *, e
 
 
 def _token_from_kubeconfig(kubeconfig, context) -> str:
-    data = yaml.safe_load(Path(kubeconfig).read_text())
+    from utilities import kubeconfig as kubeconfigs
+    data = kubeconfigs.merged(kubeconfig)
     ctx_name = context or data.get("current-context")
     ctx = next(c["context"] for c in data["contexts"] if c["name"] == ctx_name)
     user = next(u["user"] for u in data["users"] if u["name"] == ctx["user"])

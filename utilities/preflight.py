@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from utilities import kube, rights
+from utilities import kubeconfig as kubeconfigs
 from utilities.kube import CONFIG_GVR, Cluster
 
 # Exit statuses. pytest's own: 0 passed, 1 tests failed, 2 interrupted, 3 internal error,
@@ -38,19 +39,26 @@ class PreflightError(Exception):
         self.message = message
 
 
-def connect(kubeconfig, context: str | None = None, **kwargs) -> Cluster:
-    """Load the kubeconfig and check the API answers and accepts the credentials."""
+def connect(kubeconfig, context: str | None = None, *, source=None, **kwargs) -> Cluster:
+    """Load the kubeconfig (a path, or a KUBECONFIG list merged as kubectl does) and check the API
+    answers and accepts the credentials. `source` (utilities.kubeconfig.Source): how the user named it,
+    so the error says what to fix (--kubeconfig or KUBECONFIG)."""
+    source = source or kubeconfigs.Source(kubeconfigs.OPTION, str(kubeconfig))
     try:
-        with open(kubeconfig) as f:
-            doc = yaml.safe_load(f)
-        if not isinstance(doc, dict) or not doc.get("clusters"):
+        found, why = kubeconfigs.is_readable(kubeconfig)
+        if not found:
+            raise ValueError(why)
+        doc = kubeconfigs.merged(kubeconfig)
+        if not doc.get("clusters"):
             raise ValueError("it has no clusters")
         cluster = kube.load_cluster(kubeconfig, context, **kwargs)
     except (OSError, ValueError, yaml.YAMLError, ConfigException, KeyError, StopIteration, TypeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).splitlines() or [""])[0]
-        raise PreflightError(EXIT_KUBECONFIG, f"cannot use the kubeconfig {kubeconfig}"
+        named = f"the kubeconfig {kubeconfig}" if source.kind != kubeconfigs.ENVIRONMENT else \
+            f"the kubeconfig in ${kubeconfigs.ENV} ({kubeconfig})"
+        raise PreflightError(EXIT_KUBECONFIG, f"cannot use {named}"
                              f"{' (context ' + context + ')' if context else ''}: {reason or e.__class__.__name__}; "
-                             "give a readable kubeconfig with --kubeconfig=PATH (and --context NAME)") from None
+                             f"{source.fix_hint()}") from None
     check_reachable(cluster)
     return cluster
 

@@ -23,7 +23,8 @@ from typing import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
-# A sink writes one live line (final=False) or clears it (text "", final=True). None: no live line.
+# A sink writes one live line (final=False; it cuts the text to its width with `fit`) or clears it
+# (text "", final=True). None: no live line. The suite's is fixtures/progress.py's (pytest's terminal).
 Sink = Callable[[str, bool], None]
 
 _lock = threading.RLock()
@@ -33,7 +34,7 @@ _stack: list["Task"] = []
 
 
 def _stderr_sink(text: str, final: bool) -> None:
-    sys.stderr.write("\r" + text + "\x1b[K")
+    sys.stderr.write("\r" + fit(text) + "\x1b[K")
     sys.stderr.flush()
 
 
@@ -43,6 +44,11 @@ def set_sink(sink: Sink | None, *, is_tty: bool) -> None:
     global _sink, _sink_is_tty
     with _lock:
         _sink, _sink_is_tty = sink, bool(is_tty)
+
+
+def current_sink() -> Sink | None:
+    """The sink installed with `set_sink` (None: none)."""
+    return _sink
 
 
 def _live_sink() -> Sink | None:
@@ -122,7 +128,7 @@ class Task:
         sink = _live_sink()
         if sink is not None:
             with _lock:
-                sink(fit(self.line(condense(self.state))), False)
+                sink(self.line(condense(self.state)), False)     # the sink fits it to its width
 
     def finish(self, outcome: str = "done") -> None:
         if self.state is not None:          # a task that never waited logs nothing

@@ -71,16 +71,22 @@ def test_module_level_update_and_done(caplog):
     assert msgs[0].startswith("claim, 0 s: pending") and msgs[1].startswith("claim: done after") and len(msgs) == 2
 
 
-SELECT = ["tests/test_storage_backends.py", "-k", "emptydir and rollout_completes", "-p", "no:cacheprovider",
-          "--rollout-timeout=60"]
+SELECT = ["tests/test_storage_backends.py", "-k", "rollout_completes", "--backend=default-pvc", "--backend=emptydir",
+          "-p", "no:cacheprovider", "--rollout-timeout=60"]
+COLUMNS, LINES = 150, 40
 
 
-def _run_in_pty(args, env, timeout=300) -> bytes:
+def _run_in_pty(args, env, timeout=300) -> tuple[bytes, list[list[str]]]:
+    """The suite in a pseudo-terminal, its output rendered by a VT100 emulator as it comes: (the bytes,
+    the screens seen while a live line showed)."""
+    import pyte
     pid, fd = pty.fork()
     if pid == 0:
         os.chdir(REPO_ROOT)
         os.execve(sys.executable, [sys.executable, *args], env)
-    out = b""
+    screen = pyte.Screen(COLUMNS, LINES)
+    stream = pyte.ByteStream(screen)
+    out, live = b"", []
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -93,27 +99,68 @@ def _run_in_pty(args, env, timeout=300) -> bytes:
                 if not chunk:
                     break
                 out += chunk
+                stream.feed(chunk)
+                if any("registry rollout, " in ln for ln in screen.display):
+                    live.append([ln.rstrip() for ln in screen.display])
     finally:
         os.waitpid(pid, 0)
-    return out
+    return out, live
 
 
-def test_the_rollout_wait_shows_a_live_line_on_a_terminal_and_none_on_a_pipe(tmp_path):
-    env = dict(os.environ, TERM="xterm", COLUMNS="200")
-    tty_out = _run_in_pty(["-m", "pytest", *SELECT, f"--reports-dir={tmp_path / 'tty'}", "--run-id=r"], env)
-    assert b" passed" in tty_out, tty_out[-2000:]
-    assert b"\rregistry rollout, " in tty_out, tty_out[-3000:]
+def _rendered(raw: bytes) -> list[str]:
+    """Every line the terminal ends up showing (the scrolled-off ones included), trailing blanks cut."""
+    import pyte
+    screen = pyte.HistoryScreen(COLUMNS, LINES, history=5000)
+    pyte.ByteStream(screen).feed(raw)
+    top = ["".join(row[x].data for x in range(COLUMNS)).rstrip() for row in screen.history.top]
+    lines = top + [ln.rstrip() for ln in screen.display]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def _body(lines: list[str]) -> list[str]:
+    """From the line after "collected ..." to the line before the reports' "matrix: ..." line."""
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("collected "))
+    end = next(i for i, ln in enumerate(lines) if ln.startswith("matrix: "))
+    return lines[start + 1:end]
+
+
+def test_the_live_line_names_the_backend_and_leaves_no_trace(tmp_path):
+    """Issue 17 item 8: on a terminal the rollout wait shows a live line under the row, naming the backend,
+    the check and its phase; once done, the terminal shows exactly what a pipe gets (no blank line, no
+    broken row); each backend pass has its section line; nothing of it reaches a pipe."""
+    env = dict(os.environ, TERM="xterm", COLUMNS=str(COLUMNS), LINES=str(LINES))
+    raw, live = _run_in_pty(["-m", "pytest", *SELECT, f"--reports-dir={tmp_path / 'tty'}", "--run-id=r"], env)
+    shown = _rendered(raw)
+    assert any(" passed" in ln for ln in shown), "\n".join(shown[-40:])
+    assert live, "no live line was seen:\n" + "\n".join(shown)
+    for screen in live:
+        at = next(i for i, ln in enumerate(screen) if "registry rollout, " in ln)
+        assert screen[at].startswith(("default-pvc · test_rollout_completes (setup) · registry rollout, ",
+                                      "emptydir · test_rollout_completes (setup) · registry rollout, ")), screen[at]
+        assert screen[at - 1].startswith("tests/test_storage_backends.py"), screen[at - 1:at + 1]   # its row, whole
     piped = subprocess.run([sys.executable, "-m", "pytest", *SELECT, f"--reports-dir={tmp_path / 'pipe'}",
-                            "--run-id=r"], cwd=REPO_ROOT, capture_output=True, env=env, timeout=300)
-    assert b" passed" in piped.stdout, piped.stdout[-2000:]
-    assert b"registry rollout, " not in piped.stdout and b"\r" not in piped.stdout
-    assert b"registry rollout, " not in piped.stderr
+                            "--run-id=r"], cwd=REPO_ROOT, capture_output=True, env=env, timeout=300, text=True)
+    assert " passed" in piped.stdout, piped.stdout[-2000:]
+    assert "registry rollout, " not in piped.stdout + piped.stderr and "\x1b" not in piped.stdout
+    assert _body(shown) == _body(piped.stdout.splitlines()), "\n".join(shown)
+    body = _body(shown)
+    sections = [ln.strip("- ") for ln in body if ln.startswith("---")]
+    assert sections == ["backend default-pvc", "backend emptydir"], body
+    assert body.count("") <= len(sections), body          # pytest's own: one before each row, no more
     # In files: one line per change of state (JUnit's captured log), never one per poll.
     junit = (tmp_path / "pipe" / "r" / "junit.xml").read_text()
     rollout_lines = [ln for ln in junit.splitlines() if "utilities.progress" in ln and "registry rollout" in ln]
     assert rollout_lines, junit[-3000:]
     states = [ln.split("registry rollout", 1)[1].split(" s", 1)[-1] for ln in rollout_lines]
     assert len(states) == len(set(states)) or len(rollout_lines) < 20
+
+
+def test_progress_goes_through_the_public_reporting_api():
+    """The live line and the section lines use TerminalReporter's public methods, not its writer `_tw`."""
+    for path in ("fixtures/progress.py", "fixtures/reporting.py", "utilities/progress.py"):
+        assert "._tw" not in (REPO_ROOT / path).read_text(), path
 
 
 def test_condense_the_rollout_state():

@@ -84,6 +84,7 @@ def test_bad_input_stops_before_any_change(local, plain_kubernetes, tmp_path, ca
     assert rc == code, f"exit {rc}, expected {code}:\n{run.output[-2000:]}"
     lines = [ln for ln in run.lines if all(w in ln for w in words)]
     assert lines, f"no line with {words}:\n{run.output[-2000:]}"
+    assert len(lines) == 1, f"said more than once:\n{run.output[-2000:]}"       # issue 17 item 8
     assert len(lines[0]) < 400, lines[0]
     assert "Traceback" not in run.output, run.output[-2000:]
     # nothing changed on the cluster

@@ -28,6 +28,7 @@ def test_stale_lock_refuses_until_broken(local):
     assert run.wait(60) == preflight.EXIT_LOCKED, run.output[-2000:]
     line = run.wait_line("another run holds the cluster lock")
     assert "crashed-run" in line and dead.identity in line and "stale" in line and "--break-lock" in line, line
+    assert sum("another run holds the cluster lock" in ln for ln in run.lines) == 1, run.output[-2000:]  # once
     run = local.suite(local.run_id("break"), *QUICK, "--break-lock")
     assert run.wait(60) == 0, run.output[-2000:]
     local.assert_back(run.run_id)
