@@ -27,7 +27,7 @@ from pathlib import Path
 
 from utilities import kube, preflight, waits
 from utilities.kube import REGISTRY_NAMESPACE, REGISTRY_POD_SELECTOR, Cluster, load_cluster
-from utilities.kubeconfig_source import KubeconfigChoiceError, KubeconfigSource, choose_kubeconfig
+from utilities import kubeconfig as kubeconfigs
 from utilities.localcluster_process import REPO_ROOT, LocalClusterProcess
 from utilities.lock import DEFAULT_DURATION, LockHeld, LockLost
 
@@ -41,15 +41,44 @@ def _yes(value: str | None) -> bool:
     return (value or "").strip().lower() in ("yes", "true", "1")
 
 
+@dataclasses.dataclass(frozen=True)
+class KubeconfigSource:
+    """The notebook's cluster: `path` a kubeconfig (one file or a KUBECONFIG list), None for the local
+    cluster; `origin` the variable it came from."""
+    path: str | None
+    origin: str
+    why_local: str = ""
+
+    @property
+    def local(self) -> bool:
+        return self.path is None
+
+    def describe(self) -> str:
+        if self.local:
+            return f"the embedded local cluster ({self.why_local})"
+        return f"the cluster of the kubeconfig {self.path} (from {self.origin})"
+
+
 def kubeconfig_from_environment(environ=None) -> KubeconfigSource:
     """REGISTRY_CONFORMANCE_KUBECONFIG, else KUBECONFIG, else the local cluster
-    (REGISTRY_CONFORMANCE_LOCAL_CLUSTER=yes forces it): the suite's rule, with the notebook's names."""
+    (REGISTRY_CONFORMANCE_LOCAL_CLUSTER=yes forces it): the suite's rule (utilities.kubeconfig.choose),
+    with the notebook's names."""
     env = os.environ if environ is None else environ
-    try:
-        return choose_kubeconfig(env.get(KUBECONFIG_VARIABLE) or None, force_local=_yes(env.get(LOCAL_VARIABLE)),
-                                 explicit_name=KUBECONFIG_VARIABLE, environ=env)
-    except KubeconfigChoiceError as e:
-        raise SystemExit(str(e)) from None
+    forced = _yes(env.get(LOCAL_VARIABLE))
+    if forced:
+        return KubeconfigSource(None, "local", "forced")
+    src = kubeconfigs.choose(env.get(KUBECONFIG_VARIABLE) or None, dict(env))
+    if src.kind == kubeconfigs.OPTION:
+        return KubeconfigSource(_absolute(src.value), KUBECONFIG_VARIABLE)
+    if src.kind == kubeconfigs.ENVIRONMENT:
+        return KubeconfigSource(kubeconfigs.SEPARATOR.join(_absolute(p) for p in kubeconfigs.listed(src.value)),
+                                kubeconfigs.ENV)
+    return KubeconfigSource(None, "local", f"no {KUBECONFIG_VARIABLE} and KUBECONFIG is not set")
+
+
+def _absolute(path: str) -> str:
+    """`~` expanded and made absolute (the notebook's working directory is notebooks/)."""
+    return str(Path(os.path.expanduser(path.strip())).absolute())
 
 
 def prepare_run_dir(run_id: str, reports_root: str | os.PathLike | None = None) -> Path:
@@ -120,7 +149,8 @@ def connect(kubeconfig: KubeconfigSource | str | None = None, context: str | Non
     """`kubeconfig`: a KubeconfigSource (kubeconfig_from_environment), a path, or None (the local
     cluster, started in `workdir`)."""
     source = kubeconfig if isinstance(kubeconfig, KubeconfigSource) else \
-        choose_kubeconfig(kubeconfig, force_local=not kubeconfig, environ={})
+        KubeconfigSource(_absolute(str(kubeconfig)), "argument") if kubeconfig else \
+        KubeconfigSource(None, "local", "no kubeconfig given")
     if not source.local:
         if not allow_destructive:
             raise SystemExit("the procedure changes the cluster's registry Config: set ALLOW_DESTRUCTIVE=yes "

@@ -70,7 +70,7 @@ def test_durations_notebook(small_run, tmp_path, monkeypatch):
 
 def test_the_notebook_chooses_its_cluster_as_the_suite(tmp_path):
     """REGISTRY_CONFORMANCE_KUBECONFIG (its --kubeconfig), else KUBECONFIG, else the local cluster, which
-    REGISTRY_CONFORMANCE_LOCAL_CLUSTER=yes forces (utilities.kubeconfig_source.choose_kubeconfig)."""
+    REGISTRY_CONFORMANCE_LOCAL_CLUSTER=yes forces (utilities.kubeconfig.choose, the suite's rule)."""
     from utilities import notebook
     own, env_file = tmp_path / "own.yaml", tmp_path / "env.yaml"
     choose = notebook.kubeconfig_from_environment
@@ -84,5 +84,5 @@ def test_the_notebook_chooses_its_cluster_as_the_suite(tmp_path):
     assert forced.local and forced.describe() == "the embedded local cluster (forced)"
     relative = choose({"KUBECONFIG": "kc.yaml"}).path
     assert Path(relative).is_absolute() and relative.endswith("/kc.yaml")
-    with pytest.raises(SystemExit, match="oc config view --flatten"):
-        choose({"KUBECONFIG": f"{own}:{env_file}"})
+    listed = choose({"KUBECONFIG": f"{own}:{env_file}"})     # a list is merged, as the suite and oc do
+    assert (listed.path, listed.origin) == (f"{own}:{env_file}", "KUBECONFIG")
