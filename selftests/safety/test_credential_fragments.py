@@ -60,9 +60,12 @@ def fragments(secret: str) -> set[str]:
     return {secret[i:i + FRAGMENT] for i in range(len(secret) - FRAGMENT + 1)}
 
 
-def outputs(reports: Path, terminal: str) -> dict[str, bytes]:
-    """Every file under the reports directory, and the terminal output."""
-    out = {str(p.relative_to(reports)): p.read_bytes() for p in reports.rglob("*") if p.is_file()}
+def outputs(reports: Path, terminal: str, elsewhere: Path | None = None) -> dict[str, bytes]:
+    """Every file under the reports directory (and under `elsewhere`), and the terminal output."""
+    out = {}
+    for root in (reports, elsewhere):
+        if root is not None:
+            out.update({str(p.relative_to(root.parent)): p.read_bytes() for p in root.rglob("*") if p.is_file()})
     out["<terminal>"] = terminal.encode()
     return out
 
@@ -104,25 +107,27 @@ def _run(local, tmp_path: Path, name: str, *args) -> tuple[object, int, dict[str
     return run, rc, _credentials(local, tokens_file, watch)
 
 
-def _check(run, credentials: dict[str, str]) -> None:
+def _check(run, credentials: dict[str, str], elsewhere: Path | None = None) -> None:
     kinds = {k.split(" #")[0] for k in credentials}
     assert kinds == {"kubeconfig token", "ServiceAccount token", "S3 key"}, \
         f"the run did not handle every kind of credential: {sorted(credentials)}\n{run.output[-3000:]}"
-    found = leaks(credentials, outputs(run.reports, run.output))
+    found = leaks(credentials, outputs(run.reports, run.output, elsewhere))
     assert not found, "credential fragments in the run's outputs:\n" + "\n".join(found)
 
 
 def test_a_failing_run_shows_no_credential_fragment(local, tmp_path):
+    ci = tmp_path / "ci"            # JUnit where a CI job asks for it, outside the reports directory
     local.set_faults({"registry.dropImages": "true"})
     try:
-        run, rc, credentials = _run(local, tmp_path, "fragments-failing", *SELECT, "-l")
+        run, rc, credentials = _run(local, tmp_path, "fragments-failing", *SELECT, "-l",
+                                    f"--junitxml={ci / 'junit.xml'}")
     finally:
         local.set_faults({"registry.dropImages": None})
     assert rc == 1, f"the run was to fail (exit 1), it exited {rc}:\n{run.output[-3000:]}"
-    junit = (run.run_dir / "junit.xml").read_text()
+    junit = (ci / "junit.xml").read_text()
     # pytest printed the failing test's arguments: the `cluster` fixture is there, without its token
     assert "cluster = Cluster(" in junit and "cluster = Cluster(" in run.output, junit[:3000]
-    _check(run, credentials)
+    _check(run, credentials, ci)
     local.assert_back(run.run_id)
 
 

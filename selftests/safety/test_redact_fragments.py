@@ -123,3 +123,17 @@ def test_allure_results_and_the_journal_are_redacted_as_written(tmp_path):
     (entry,) = read_journal(tmp_path)
     assert entry["spec"] == spec, "the spec the restore compares must stay exact"
     assert not fragments_in(entry["note"], TOKEN), entry
+
+
+def test_a_report_keeps_no_credential_in_its_texts_or_properties():
+    from _pytest.reports import TestReport
+
+    from fixtures.safety import redact_report
+    redact.register(TOKEN)
+    report = TestReport("t.py::t", ("t.py", 1, "t"), {}, "failed", f"E   token='{TOKEN[:39]}...'", "call",
+                        sections=[("Captured stdout call", f"Bearer {TOKEN[4:20]}")],
+                        user_properties=[("identity", f"token {TOKEN[7:30]}"), ("count", 3)])
+    redact_report(report)
+    texts = [str(report.longrepr), report.sections[0][1], report.user_properties[0][1]]
+    assert not any(fragments_in(t, TOKEN) for t in texts), texts
+    assert report.user_properties[1] == ("count", 3)
