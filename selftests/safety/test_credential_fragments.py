@@ -60,10 +60,10 @@ def fragments(secret: str) -> set[str]:
     return {secret[i:i + FRAGMENT] for i in range(len(secret) - FRAGMENT + 1)}
 
 
-def outputs(reports: Path, terminal: str, elsewhere: Path | None = None) -> dict[str, bytes]:
-    """Every file under the reports directory (and under `elsewhere`), and the terminal output."""
+def outputs(run_dir: Path, terminal: str, elsewhere: Path | None = None) -> dict[str, bytes]:
+    """Every file under the run's reports directory (and under `elsewhere`), and the terminal output."""
     out = {}
-    for root in (reports, elsewhere):
+    for root in (run_dir, elsewhere):
         if root is not None:
             out.update({str(p.relative_to(root.parent)): p.read_bytes() for p in root.rglob("*") if p.is_file()})
     out["<terminal>"] = terminal.encode()
@@ -111,7 +111,7 @@ def _check(run, credentials: dict[str, str], elsewhere: Path | None = None) -> N
     kinds = {k.split(" #")[0] for k in credentials}
     assert kinds == {"kubeconfig token", "ServiceAccount token", "S3 key"}, \
         f"the run did not handle every kind of credential: {sorted(credentials)}\n{run.output[-3000:]}"
-    found = leaks(credentials, outputs(run.reports, run.output, elsewhere))
+    found = leaks(credentials, outputs(run.run_dir, run.output, elsewhere))
     assert not found, "credential fragments in the run's outputs:\n" + "\n".join(found)
 
 
