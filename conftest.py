@@ -116,6 +116,7 @@ def pytest_configure(config):
         config.option.xmlpath = str(run_dir / "junit.xml")
     if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
         config.option.allure_report_dir = str(run_dir / "allure-results")
+    safety.redact_writers(config)
 
 
 def _configure_graces(config):
@@ -146,9 +147,16 @@ def pytest_runtest_logreport(report):
     safety.redact_report(report)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collectreport(report):
+    from fixtures import safety
+    safety.redact_report(report)          # a collection error, before the terminal and JUnit see it
+
+
 def pytest_unconfigure(config):
     from fixtures import safety
     safety.release_lock(config)           # normally released already by the cluster fixture
+    safety.stop_redacting_writers(config)
     safety.redact_run_dir(config)         # JUnit, allure results and attachments, logs
 
 

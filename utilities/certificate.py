@@ -19,6 +19,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from utilities import redact
+
 # The suite's version when `git describe` cannot tell (an installed copy, the container image).
 SUITE_VERSION = "0.11.0"
 RESULTS_FILE = "results.json"
@@ -369,7 +371,7 @@ def write(run_dir: Path, rec: RunRecord) -> list[Path]:
     for name, text in files.items():
         p = run_dir / name
         tmp = p.with_name(f".{name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(redact.redact(text), encoding="utf-8")     # reasons quote failures
         os.replace(tmp, p)
         out.append(p)
     return out

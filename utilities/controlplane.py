@@ -23,7 +23,7 @@ from pathlib import Path
 
 from kubernetes import watch
 
-from utilities import kube
+from utilities import kube, redact
 from utilities.kube import CLUSTEROPERATOR_GVR, Cluster
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ class ControlPlaneMonitor:
                 "changes": [c.as_dict() for c in self.changes], "operators": list(self.operators),
                 "settled": settled, "pending": pending or {}, "waited_seconds": waited,
                 "final": {n: operator_state(o) for n, o in self.operator_objs.items()}}
-        path.write_text(json.dumps(data, indent=2, sort_keys=True))
+        path.write_text(redact.redact(json.dumps(data, indent=2, sort_keys=True)))   # operators' messages
         return path
 
 

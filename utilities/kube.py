@@ -215,9 +215,10 @@ class ApiClient(k8s.ApiClient):
 
 @dataclasses.dataclass
 class Cluster:
-    """Everything a test needs to talk to one cluster."""
+    """Everything a test needs to talk to one cluster. Its repr (pytest prints it with a failing test's
+    arguments) names the server and the kubeconfig, never the token."""
     api_client: k8s.ApiClient
-    token: str
+    token: str = dataclasses.field(repr=False)
     server: str
     ca_file: str                       # CA of the API server (a file path)
     kubeconfig: str

@@ -64,6 +64,9 @@ class ServiceAccountIdentity:
         roles = ", ".join(self.roles) if self.roles else "no role"
         return f"{self.username} ({roles} in {self.namespace})"
 
+    def __repr__(self) -> str:
+        return f"ServiceAccountIdentity({self.username!r})"      # who, never the token
+
     def token(self) -> str:
         with self._lock:
             now = datetime.datetime.now(datetime.timezone.utc)

@@ -293,6 +293,10 @@ class RegistryClient:
         self._bearer: dict[str, str] = {}   # scope -> token
         self.redirects_followed = 0
 
+    def __repr__(self) -> str:
+        who = "with an API token" if self.api_token else "anonymous"
+        return f"RegistryClient({self.host!r}, {who})"          # never the token itself
+
     def close(self):
         self.session.close()
         self.redirect_session.close()

@@ -413,8 +413,8 @@ class BucketClaim:
     name: str
     namespace: str
     bucket: str
-    access_key: str
-    secret_key: str
+    access_key: str = dataclasses.field(repr=False)     # never in a repr: pytest prints fixtures' reprs
+    secret_key: str = dataclasses.field(repr=False)
     obj: dict
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from kubernetes.client.exceptions import ApiException
 
-from utilities import kube
+from utilities import kube, redact
 from utilities.kube import CONFIG_GVR, CONFIG_NAME, Cluster
 from utilities.registry_steps import spec_diff  # noqa: F401  (also used as snapshots.spec_diff)
 
@@ -143,6 +143,21 @@ def load_snapshot(run_dir) -> dict:
     return snap
 
 
+EXACT_MEMBERS = ("spec", "patch")
+
+
+def _redacted(value):
+    """A JSON value without credentials (a string where redaction broke its JSON)."""
+    text = json.dumps(value)
+    out = redact.redact(text)
+    if out == text:
+        return value
+    try:
+        return json.loads(out)
+    except ValueError:
+        return out
+
+
 class Journal:
     """Append-only, fsynced JSON lines."""
 
@@ -153,6 +168,9 @@ class Journal:
 
     def append(self, entry: dict) -> None:
         entry = dict(entry, time=round(time.time(), 3))
+        # The Config's spec (and patches of it) stay exact, as in the snapshot: the restore compares and
+        # writes them, httpSecret included (both files are 0600). All else recorded is redacted.
+        entry = {k: v if k in EXACT_MEMBERS else _redacted(v) for k, v in entry.items()}
         line = json.dumps(entry, sort_keys=True) + "\n"
         with self._lock:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -7,6 +7,7 @@ import os
 import textwrap
 from pathlib import Path
 
+from utilities import redact
 from utilities.preupgrade.verdicts import FAIL, PASS, SKIP, WARN, Verdict
 
 JSON_FILE = "preupgrade.json"
@@ -56,6 +57,6 @@ def write(run_dir: Path, verdicts: list[Verdict], subject: str) -> tuple[Path, P
     for path, text in ((j, json.dumps([v.as_dict() for v in verdicts], indent=2) + "\n"),
                        (m, markdown(verdicts, "Pre-upgrade review of the image registry", subject))):
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
+        tmp.write_text(redact.redact(text))         # the verdicts quote the cluster's objects
         os.replace(tmp, path)
     return j, m
