@@ -48,11 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, default=300.0, help="how long to wait for the registry (s)")
     r.add_argument("--no-wait", action="store_true", help="do not wait for the registry to settle")
 
+    scoped = "the runs used --run-namespace=NAME: look where such runs make objects (their rights)"
     lo = sub.add_parser("leftovers", help="list objects earlier runs left behind")
     common(lo)
+    lo.add_argument("--run-namespace", default=None, metavar="NAME", help=scoped)
 
     s = sub.add_parser("sweep", help="delete objects earlier runs left behind")
     common(s)
+    s.add_argument("--run-namespace", default=None, metavar="NAME", help=scoped)
     s.add_argument("--run-id", default=None, help="only that run's objects")
     s.add_argument("--dry-run", action="store_true")
 
@@ -65,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     ri.add_argument("--readonly", action="store_true", help="only what a run without --allow-destructive needs")
     ri.add_argument("--user", default=None, help="with --yaml: bind the role to this user")
     ri.add_argument("--group", default=None, help="with --yaml: bind the role to this group")
+    ri.add_argument("--run-namespace", default=None, metavar="NAME",
+                    help="the rights of a run with --run-namespace=NAME (namespaced there; no namespace "
+                         "create/delete); --yaml then renders deploy/'s Roles and ClusterRole for it")
     return p
 
 
@@ -72,12 +78,13 @@ def cmd_rights(args) -> int:
     import yaml
     from utilities import rights
     if not args.yaml:
-        print(rights.describe(rights.needed(destructive=not args.readonly)))
+        print(rights.describe(rights.needed(not args.readonly, args.run_namespace)))
         return 0
     subject = {"kind": "User", "name": args.user} if args.user else \
         {"kind": "Group", "name": args.group} if args.group else None
-    print(yaml.safe_dump_all(rights.cluster_role(destructive=not args.readonly, subject=subject), sort_keys=False),
-          end="")
+    docs = (rights.least_privilege(args.run_namespace, not args.readonly, subject=subject) if args.run_namespace
+            else rights.cluster_role(destructive=not args.readonly, subject=subject))
+    print(yaml.safe_dump_all(docs, sort_keys=False), end="")
     return 0
 
 
@@ -126,7 +133,7 @@ def cmd_restore(args, cluster) -> int:
 
 
 def cmd_leftovers(args, cluster) -> int:
-    found = find_leftovers(cluster)
+    found = find_leftovers(cluster, run_namespace=args.run_namespace)
     for lo in found:
         print(lo)
     info = read_lock(cluster)
@@ -141,7 +148,7 @@ def cmd_sweep(args, cluster) -> int:
     live_run = info.run_id if info is not None and not info.stale else None
     if args.run_id and live_run and args.run_id == live_run:
         return _fail(preflight.EXIT_LOCKED, f"run {live_run} is running ({info.describe()}); not sweeping it")
-    found = find_leftovers(cluster, run_id=args.run_id, exclude_run=live_run)
+    found = find_leftovers(cluster, run_id=args.run_id, exclude_run=live_run, run_namespace=args.run_namespace)
     if not found:
         print("no leftovers")
         return 0
