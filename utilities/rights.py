@@ -177,7 +177,7 @@ RIGHTS: list[Right] = [
     *_r("get", RBAC, "clusterroles", "read a ClusterRole's rules when bind is not granted (preflight)"),
     # --- what is in the registry, and what pushes leave behind ---
     *_r("list", "image.openshift.io", "imagestreams", "is the registry in use (image streams in user namespaces)"),
-    *_r("delete", "image.openshift.io", "images", "remove the Image objects the run's pushes created"),
+    *_r("list,delete", "image.openshift.io", "images", "remove the Image objects the run's pushes created"),
     *_r("delete", "image.openshift.io", "imagestreams", "remove the image streams the run's pushes created "
         "in --run-namespace (without it, deleting the test namespace removes them)", where=RUN_NAMESPACE_ONLY),
     # --- leftovers of earlier runs (labelled objects): in every namespace, or with --run-namespace in
