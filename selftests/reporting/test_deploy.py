@@ -311,3 +311,17 @@ def test_buildah_builds_the_image(tmp_path):
                            "deploy/Containerfile", "-t", "registry-conformance:test", "."], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_utilities_rights_renders_the_same_roles_for_a_run_namespace():
+    """`python -m utilities rights --run-namespace=NS --yaml --user=U`: the deploy's Roles and ClusterRole
+    (for a user instead of the ServiceAccount), from the same list."""
+    proc = subprocess.run([sys.executable, "-m", "utilities", "rights", f"--run-namespace={manifests.NAMESPACE}",
+                           "--yaml", "--user=alice"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    printed = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    shipped = [o for f in RBAC_FILES for o in docs(f)]
+    rules = {(o["kind"], o["metadata"].get("namespace")): o["rules"] for o in shipped if "rules" in o}
+    assert {(o["kind"], o["metadata"].get("namespace")): o["rules"] for o in printed if "rules" in o} == rules
+    subjects = [o["subjects"] for o in printed if o["kind"].endswith("Binding")]
+    assert subjects and all(s == [{"kind": "User", "name": "alice", "apiGroup": rights.RBAC}] for s in subjects)
