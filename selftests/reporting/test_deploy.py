@@ -8,6 +8,7 @@ when the rule granting it is removed from the ClusterRole or a Role.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -276,6 +277,17 @@ SAMPLE = ["create serviceaccounts/token in registry-conformance",
 def test_preflight_fails_naming_the_right_when_its_rule_is_removed(deployed, text):
     admin, kubeconfig, _, _ = deployed
     target = _right(text)
+    with _rule_removed(admin, target):
+        with pytest.raises(preflight.PreflightError) as e:
+            _check_rights_as_sa(kubeconfig)
+        assert e.value.code == preflight.EXIT_FORBIDDEN == 7
+        assert f"user {SA_USER} is not allowed to {target} ({target.why})" in e.value.message, e.value.message
+    _check_rights_as_sa(kubeconfig)       # restored: the next case starts from the full role
+
+
+@contextlib.contextmanager
+def _rule_removed(admin, target):
+    """The Role or ClusterRole of the deploy without the verb that grants `target`, put back at exit."""
     rbac = k8s.RbacAuthorizationV1Api(admin.api_client)
     ns = _scope(target)
     read = (lambda: rbac.read_namespaced_role(manifests.NAME, ns)) if ns else \
@@ -292,15 +304,26 @@ def test_preflight_fails_naming_the_right_when_its_rule_is_removed(deployed, tex
     role["rules"] = [r for r in role["rules"] if r["verbs"]]
     replace(role)
     try:
-        with pytest.raises(preflight.PreflightError) as e:
-            _check_rights_as_sa(kubeconfig)
-        assert e.value.code == preflight.EXIT_FORBIDDEN == 7
-        assert f"user {SA_USER} is not allowed to {target} ({target.why})" in e.value.message, e.value.message
+        yield
     finally:
         role = admin.api_client.sanitize_for_serialization(read())
         role["rules"] = original
         replace(role)
-    _check_rights_as_sa(kubeconfig)       # restored: the next case starts from the full role
+
+
+def test_the_run_as_the_service_account_stops_naming_a_missing_right(deployed):
+    """The Job's run itself, not only the preflight function: exit 7 before any change, naming the right."""
+    admin, kubeconfig, lc, d = deployed
+    target = _right("create serviceaccounts/token in registry-conformance")
+    args = docs("job.yaml")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    cmd = [sys.executable, "-m", "pytest", "tests", *args, f"--kubeconfig={kubeconfig}",
+           f"--ingress-address={lc.info['ingress_address']}", f"--reports-dir={d / 'reports'}",
+           "--run-id=missing-right", "-p", "no:cacheprovider", "-q"]
+    with _rule_removed(admin, target):
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 7, (proc.stdout + proc.stderr)[-3000:]
+    assert f"is not allowed to {target} ({target.why})" in proc.stdout + proc.stderr
+    assert not (d / "reports" / "missing-right" / "config-snapshot.json").exists()
 
 
 @pytest.mark.skipif(os.environ.get("BUILD_IMAGE") != "1" or shutil.which("buildah") is None,
