@@ -94,3 +94,12 @@ def test_killed_after_pushing_restore_deletes_only_what_the_run_made(served):
     assert _state(cluster) == before
     assert _images_in(cluster, RUN_NS) == []
     assert f"ImageStream {RUN_NS}/" in restore.stdout, restore.stdout
+
+
+def test_on_the_embedded_cluster_a_missing_run_namespace_is_a_usage_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pytest", *ACCESS, "--run-namespace=nowhere", "-q",
+                           "-p", "no:cacheprovider", f"--reports-dir={tmp_path}"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 4, (proc.stdout + proc.stderr)[-3000:]
+    assert "--run-namespace=nowhere: namespace nowhere does not exist" in proc.stdout + proc.stderr
+    assert "the Config was restored exactly" in proc.stdout + proc.stderr
