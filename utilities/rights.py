@@ -13,8 +13,15 @@ has `bind` on that ClusterRole, or already holds all of its rights in that names
 `bind` on exactly those two (resourceNames), which is what a shipped role should grant; preflight accepts
 either (`Right.alternative`: holding the role's own rights, e.g. cluster-admin).
 
+Where a right is needed can depend on `--run-namespace` (`Right.where`, `needed(..., run_namespace)`):
+without it the run makes test namespaces with generated names, so its ServiceAccounts, tokens and
+RoleBindings are rights in every namespace, and leftovers are looked for everywhere; with it they are
+rights in that namespace (and its outsider namespace), leftovers are looked for where the run makes
+them, and no namespace is created or deleted. deploy/manifests.py renders the second form.
+
     python -m utilities rights            # the list, one line each
     python -m utilities rights --yaml     # the ClusterRole + ClusterRoleBinding to apply
+    python -m utilities rights --run-namespace=NS --yaml --user=U   # the Roles and the ClusterRole
 """
 from __future__ import annotations
 
