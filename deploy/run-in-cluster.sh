@@ -14,7 +14,7 @@ MOUNTED_KUBECONFIG="${MOUNTED_KUBECONFIG:-/kube/config}"
 REPORTS_DIR="${REPORTS_DIR:-/reports}"
 EXIT_KUBECONFIG=9
 fail() { echo "run-in-cluster: $1" >&2; exit "$2"; }
-rootless_hint="with rootless podman the file belongs to another user inside the container: add --userns=keep-id"
+rootless_hint="with rootless podman it belongs to another user inside the container than the image's (uid 1001): add --userns=keep-id:uid=1001"
 
 if [ -n "${KUBECONFIG:-}" ]; then
   case "$KUBECONFIG" in
