@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--kubeconfig", required=True, help="kubeconfig of the cluster")
         sp.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
         sp.add_argument("-v", "--verbose", action="store_true")
+        sp.add_argument("--run-namespace", default=None, metavar="NAME",
+                        help="the runs used --run-namespace=NAME: the rights checked are such a run's, and "
+                             "leftovers are looked for where such runs make objects (restore: read from the "
+                             "run's snapshot when not given)")
 
     r = sub.add_parser("restore", help="put back the Config a run snapshotted, delete what it created")
     common(r)
@@ -48,14 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, default=300.0, help="how long to wait for the registry (s)")
     r.add_argument("--no-wait", action="store_true", help="do not wait for the registry to settle")
 
-    scoped = "the runs used --run-namespace=NAME: look where such runs make objects (their rights)"
     lo = sub.add_parser("leftovers", help="list objects earlier runs left behind")
     common(lo)
-    lo.add_argument("--run-namespace", default=None, metavar="NAME", help=scoped)
 
     s = sub.add_parser("sweep", help="delete objects earlier runs left behind")
     common(s)
-    s.add_argument("--run-namespace", default=None, metavar="NAME", help=scoped)
     s.add_argument("--run-id", default=None, help="only that run's objects")
     s.add_argument("--dry-run", action="store_true")
 
@@ -176,6 +177,14 @@ def cmd_unlock(args, cluster) -> int:
 COMMANDS = {"restore": cmd_restore, "leftovers": cmd_leftovers, "sweep": cmd_sweep, "unlock": cmd_unlock}
 
 
+def _snapshot_run_namespace(args) -> str | None:
+    """The --run-namespace of the run to restore (its snapshot says), so its rights are the ones checked."""
+    try:
+        return snapshots.load_snapshot(_run_dir(args)).get("run_namespace")
+    except Exception:       # noqa: BLE001 - no snapshot: cmd_restore says so after the preflight
+        return None
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "rights":
@@ -185,8 +194,11 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     redact.register_kubeconfig(args.kubeconfig)
     destructive = args.command != "leftovers"
+    if args.command == "restore" and not args.run_namespace:
+        args.run_namespace = _snapshot_run_namespace(args)
     try:
-        cluster = preflight.run(args.kubeconfig, args.context, destructive=destructive)
+        cluster = preflight.run(args.kubeconfig, args.context, destructive=destructive,
+                                run_namespace=args.run_namespace)
     except preflight.PreflightError as e:
         return _fail(e.code, e.message)
     redact.register(cluster.token)

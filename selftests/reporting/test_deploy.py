@@ -254,6 +254,26 @@ def test_the_whole_suite_passes_as_the_service_account(deployed):
     assert not images, [i["metadata"]["name"] for i in images]
 
 
+def test_leftovers_are_found_and_swept_with_the_namespaced_rights(deployed):
+    """`python -m utilities leftovers|sweep --run-namespace` as the ServiceAccount: what a killed run left in
+    its namespace and in the namespaces it touches is found and deleted without cluster-wide reads."""
+    from utilities.labels import labels
+    admin, kubeconfig, _, _ = deployed
+    mark = labels("killed-run")
+    admin.core.create_namespaced_service_account(manifests.NAMESPACE, {"metadata": {"name": "left-sa", "labels": mark}})
+    admin.core.create_namespaced_config_map("openshift-config", {"metadata": {"name": "left-cm", "labels": mark}})
+    base = [sys.executable, "-m", "utilities"]
+    scope = [f"--kubeconfig={kubeconfig}", f"--run-namespace={manifests.NAMESPACE}"]
+    found = subprocess.run(base + ["leftovers", *scope], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stderr
+    assert f"ServiceAccount {manifests.NAMESPACE}/left-sa (run killed-run)" in found.stdout, found.stdout
+    assert "ConfigMap openshift-config/left-cm (run killed-run)" in found.stdout, found.stdout
+    swept = subprocess.run(base + ["sweep", *scope], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert swept.returncode == 0, swept.stderr
+    assert "left-sa" not in [a.metadata.name for a in admin.core.list_namespaced_service_account(manifests.NAMESPACE).items]
+    assert "left-cm" not in [c.metadata.name for c in admin.core.list_namespaced_config_map("openshift-config").items]
+
+
 def _right(text: str):
     return next(r for r in manifests.run_rights() if str(r) == text)
 
