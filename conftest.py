@@ -24,6 +24,11 @@ def pytest_addoption(parser):
     g.addoption("--local-cluster", action="store_true", default=False,
                 help="run on the embedded local stand-in cluster even when KUBECONFIG is set")
     g.addoption("--context", default=None, help="kubeconfig context (default: the current context)")
+    g.addoption("--run-namespace", default=None, metavar="NAME",
+                help="an existing namespace for the run's own objects (ServiceAccounts, bindings, pushed images; "
+                     "NAME-outsider must exist too): nothing is created or deleted outside what the run made, "
+                     "never the namespaces, and the rights there are namespaced (deploy/); default: the run "
+                     "makes its own test namespaces (needs namespace create/delete)")
     g.addoption("--allow-destructive", action="store_true", default=False,
                 help="allow tests marked destructive on the cluster given by --kubeconfig")
     g.addoption("--ingress-address", default=None, metavar="HOST[:PORT]",

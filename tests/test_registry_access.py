@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.registry import push_fresh_image
+from fixtures.registry import namespace_for_run, push_fresh_image
 from utilities import registry_access as access
 from utilities import registry_steps as steps
 from utilities.images import build_random_image
@@ -52,7 +52,7 @@ def puller_only(cluster, test_namespace, pytestconfig):
 def outsider(cluster, test_namespace, pytestconfig):
     """A ServiceAccount of another namespace of the run, with no rights in the test namespace."""
     labels = labels_for(pytestconfig.stash[RUN_ID])
-    with steps.temporary_namespace(cluster, "registry-conformance-other-", labels) as other:
+    with namespace_for_run(cluster, pytestconfig, "registry-conformance-other-", labels, outsider=True) as other:
         with access.service_account(cluster, other, "registry-conformance-outsider", [], labels) as who:
             yield who
 

@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="kubeconfig of the cluster (default: KUBECONFIG, a list merged as oc merges it)")
         sp.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
         sp.add_argument("-v", "--verbose", action="store_true")
+        sp.add_argument("--run-namespace", default=None, metavar="NAME",
+                        help="the runs used --run-namespace=NAME: the rights checked are such a run's, and "
+                             "leftovers are looked for where such runs make objects (restore: read from the "
+                             "run's snapshot when not given)")
 
     r = sub.add_parser("restore", help="put back the Config a run snapshotted, delete what it created")
     common(r)
@@ -70,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     ri.add_argument("--readonly", action="store_true", help="only what a run without --allow-destructive needs")
     ri.add_argument("--user", default=None, help="with --yaml: bind the role to this user")
     ri.add_argument("--group", default=None, help="with --yaml: bind the role to this group")
+    ri.add_argument("--run-namespace", default=None, metavar="NAME",
+                    help="the rights of a run with --run-namespace=NAME (namespaced there; no namespace "
+                         "create/delete); --yaml then renders deploy/'s Roles and ClusterRole for it")
     return p
 
 
@@ -77,12 +84,13 @@ def cmd_rights(args) -> int:
     import yaml
     from utilities import rights
     if not args.yaml:
-        print(rights.describe(rights.needed(destructive=not args.readonly)))
+        print(rights.describe(rights.needed(not args.readonly, args.run_namespace)))
         return 0
     subject = {"kind": "User", "name": args.user} if args.user else \
         {"kind": "Group", "name": args.group} if args.group else None
-    print(yaml.safe_dump_all(rights.cluster_role(destructive=not args.readonly, subject=subject), sort_keys=False),
-          end="")
+    docs = (rights.least_privilege(args.run_namespace, not args.readonly, subject=subject) if args.run_namespace
+            else rights.cluster_role(destructive=not args.readonly, subject=subject))
+    print(yaml.safe_dump_all(docs, sort_keys=False), end="")
     return 0
 
 
@@ -131,7 +139,7 @@ def cmd_restore(args, cluster) -> int:
 
 
 def cmd_leftovers(args, cluster) -> int:
-    found = find_leftovers(cluster)
+    found = find_leftovers(cluster, run_namespace=args.run_namespace)
     for lo in found:
         print(lo)
     info = read_lock(cluster)
@@ -146,7 +154,7 @@ def cmd_sweep(args, cluster) -> int:
     live_run = info.run_id if info is not None and not info.stale else None
     if args.run_id and live_run and args.run_id == live_run:
         return _fail(preflight.EXIT_LOCKED, f"run {live_run} is running ({info.describe()}); not sweeping it")
-    found = find_leftovers(cluster, run_id=args.run_id, exclude_run=live_run)
+    found = find_leftovers(cluster, run_id=args.run_id, exclude_run=live_run, run_namespace=args.run_namespace)
     if not found:
         print("no leftovers")
         return 0
@@ -174,6 +182,14 @@ def cmd_unlock(args, cluster) -> int:
 COMMANDS = {"restore": cmd_restore, "leftovers": cmd_leftovers, "sweep": cmd_sweep, "unlock": cmd_unlock}
 
 
+def _snapshot_run_namespace(args) -> str | None:
+    """The --run-namespace of the run to restore (its snapshot says), so its rights are the ones checked."""
+    try:
+        return snapshots.load_snapshot(_run_dir(args)).get("run_namespace")
+    except Exception:       # noqa: BLE001 - no snapshot: cmd_restore says so after the preflight
+        return None
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "rights":
@@ -190,8 +206,11 @@ def main(argv=None) -> int:
     for path in kubeconfigs.paths(args.kubeconfig):
         redact.register_kubeconfig(path)
     destructive = args.command != "leftovers"
+    if args.command == "restore" and not args.run_namespace:
+        args.run_namespace = _snapshot_run_namespace(args)
     try:
-        cluster = preflight.run(args.kubeconfig, args.context, destructive=destructive, source=source)
+        cluster = preflight.run(args.kubeconfig, args.context, destructive=destructive, source=source,
+                                run_namespace=args.run_namespace)
     except preflight.PreflightError as e:
         return _fail(e.code, e.message)
     redact.register(cluster.token)

@@ -165,10 +165,10 @@ def whoami(cluster: Cluster) -> str:
         return "?"
 
 
-def check_rights(cluster: Cluster, *, destructive: bool) -> None:
+def check_rights(cluster: Cluster, *, destructive: bool, run_namespace: str | None = None) -> None:
     """Every right of utilities/rights.py the run needs (all of them for a run that may change the
     cluster), each checked with a SelfSubjectAccessReview."""
-    missing = missing_rights(cluster, rights.needed(destructive))
+    missing = missing_rights(cluster, rights.needed(destructive, run_namespace))
     if missing:
         who = whoami(cluster)
         shown = f"{missing[0]} ({missing[0].why})" + "".join(f", {r}" for r in missing[1:2]) + \
@@ -178,12 +178,27 @@ def check_rights(cluster: Cluster, *, destructive: bool) -> None:
                              "`python -m utilities rights --yaml`, or use another --context")
 
 
-def run(kubeconfig, context: str | None, *, destructive: bool, **kwargs) -> Cluster:
+def check_run_namespaces(cluster: Cluster, run_namespace: str) -> None:
+    """--run-namespace names namespaces that must exist already (the run never creates or deletes one).
+    Looked up with `list namespaces`, a right every run has (leftovers)."""
+    for ns in (run_namespace, rights.outsider_namespace(run_namespace)):
+        found = kube.call(cluster.core.list_namespace, field_selector=f"metadata.name={ns}").items
+        if not found:
+            raise PreflightError(EXIT_USAGE, f"--run-namespace={run_namespace}: namespace {ns} does not exist; "
+                                 "create it and grant the run's rights there (deploy/namespace.yaml, "
+                                 "deploy/rbac.yaml), or leave --run-namespace out to let the run make its own "
+                                 "test namespaces (needs namespace create/delete)")
+
+
+def run(kubeconfig, context: str | None, *, destructive: bool, run_namespace: str | None = None,
+        **kwargs) -> Cluster:
     """All checks, in order; returns the connected Cluster or raises PreflightError."""
     cluster = connect(kubeconfig, context, **kwargs)
     try:
         check_openshift(cluster)
-        check_rights(cluster, destructive=destructive)
+        check_rights(cluster, destructive=destructive, run_namespace=run_namespace)
+        if run_namespace:
+            check_run_namespaces(cluster, run_namespace)
     except BaseException:
         cluster.api_client.close()
         raise

@@ -38,16 +38,17 @@ def _suite_namespaces(cluster: Cluster) -> set[str]:
     return {n.metadata.name for n in kube.call(cluster.core.list_namespace, label_selector=sel).items}
 
 
-def images_in_user_namespaces(cluster: Cluster) -> list[tuple[str, int]]:
+def images_in_user_namespaces(cluster: Cluster, ours=()) -> list[tuple[str, int]]:
     """[("ns/stream", tags holding internal-registry images)] for image streams outside the system
-    namespaces and the suite's own; streams that only import from elsewhere do not count."""
+    namespaces and the suite's own (labelled, or `ours`: the --run-namespace ones); streams that only
+    import from elsewhere do not count."""
     try:
         lst = kube.call(cluster.custom.list_cluster_custom_object, *IMAGESTREAM_GVR)
     except ApiException as e:
         if e.status == 404:      # no image API (not OpenShift): nothing to lose
             return []
         raise
-    ours = _suite_namespaces(cluster)
+    ours = _suite_namespaces(cluster) | set(ours)
     out = []
     for s in lst.get("items") or []:
         meta = s.get("metadata") or {}
@@ -66,7 +67,7 @@ def images_in_user_namespaces(cluster: Cluster) -> list[tuple[str, int]]:
     return sorted(out)
 
 
-def registry_in_use(cluster: Cluster, config: dict | None = None) -> str | None:
+def registry_in_use(cluster: Cluster, config: dict | None = None, ours=()) -> str | None:
     """What shows the registry in service (None: nothing)."""
     config = config if config is not None else cluster.registry_config() or {}
     spec = config.get("spec") or {}
@@ -77,7 +78,7 @@ def registry_in_use(cluster: Cluster, config: dict | None = None) -> str | None:
         detail = storage[kind] if isinstance(storage[kind], dict) else {}
         what = ", ".join(f"{k} {v}" for k, v in detail.items() if v not in ("", None, {}))
         found.append(f"the Config is Managed with storage {kind}" + (f" ({what})" if what else ""))
-    streams = images_in_user_namespaces(cluster)
+    streams = images_in_user_namespaces(cluster, ours)
     if streams:
         shown = ", ".join(f"{n} ({t} tag{'s' if t != 1 else ''})" for n, t in streams[:SHOWN])
         more = f" and {len(streams) - SHOWN} more" if len(streams) > SHOWN else ""
@@ -87,10 +88,10 @@ def registry_in_use(cluster: Cluster, config: dict | None = None) -> str | None:
     return "; ".join(found)
 
 
-def check_not_in_use(cluster: Cluster, allow_outage: bool, config: dict | None = None) -> str | None:
+def check_not_in_use(cluster: Cluster, allow_outage: bool, config: dict | None = None, ours=()) -> str | None:
     """Raise PreflightError(EXIT_IN_USE) when the registry is in use and the outage is not allowed;
     returns what was found (for the report) when it is allowed."""
-    found = registry_in_use(cluster, config)
+    found = registry_in_use(cluster, config, ours)
     if found and not allow_outage:
         raise PreflightError(EXIT_IN_USE, (
             f"the image registry is in use: {found}. The run switches its storage and removes it at the end "

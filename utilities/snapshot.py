@@ -74,7 +74,8 @@ def _write_durable(path: Path, text: str) -> None:
         pass
 
 
-def take_snapshot(cluster: Cluster, run_dir, run_id: str, config: dict | None = None) -> dict:
+def take_snapshot(cluster: Cluster, run_dir, run_id: str, config: dict | None = None,
+                  run_namespace: str | None = None) -> dict:
     """Write `config-snapshot.json` (the original spec) durably, unless this run already has one
     (a snapshot is taken once: the original is what was there before the run's first change)."""
     run_dir = Path(run_dir)
@@ -86,6 +87,7 @@ def take_snapshot(cluster: Cluster, run_dir, run_id: str, config: dict | None = 
         raise LookupError(f"configs.imageregistry.operator.openshift.io/{CONFIG_NAME} not found")
     snap = {
         "run_id": run_id,
+        "run_namespace": run_namespace,     # --run-namespace: leftovers are looked for where it puts objects
         "server": cluster.server,
         "context": cluster.context,
         "kubeconfig": str(cluster.kubeconfig),
@@ -434,16 +436,53 @@ def delete_created(cluster: Cluster, journal: list[dict]) -> list[str]:
 IMAGE_GVR = ("image.openshift.io", "v1", "images")
 
 
+IMAGESTREAM_GVR = ("image.openshift.io", "v1", "imagestreams")
+
+
 def run_namespaces(journal: list[dict]) -> set[str]:
-    return {e["name"] for e in journal if e.get("event") == "created" and e.get("kind") == "Namespace"
-            and e.get("name")}
+    """The namespaces the run pushed to: those it created, and the --run-namespace it was given."""
+    return {e["name"] for e in journal if e.get("name") and (
+        (e.get("event") == "created" and e.get("kind") == "Namespace") or e.get("event") == "run-namespace")}
 
 
-def delete_pushed_images(cluster: Cluster, namespaces) -> list[str]:
+def image_stream_names(cluster: Cluster, namespace: str) -> list[str]:
+    lst = kube.call(cluster.custom.list_namespaced_custom_object, *IMAGESTREAM_GVR[:2], namespace,
+                    IMAGESTREAM_GVR[2])
+    return sorted((i.get("metadata") or {}).get("name") for i in lst.get("items") or [])
+
+
+def run_namespace_entry(cluster: Cluster, namespace: str) -> dict:
+    """The journal entry of a --run-namespace: the image streams in it before the run pushed there
+    (those the run's pushes add are its own to delete; the namespace itself is never deleted)."""
+    return {"event": "run-namespace", "name": namespace, "streams": image_stream_names(cluster, namespace)}
+
+
+def delete_pushed_streams(cluster: Cluster, entries: list[dict]) -> list[str]:
+    """Delete the image streams that appeared in a --run-namespace after its journal entry was written
+    (the run's pushes made them: the registry creates a stream on the first push to it)."""
+    out = []
+    for e in entries:
+        if e.get("event") != "run-namespace":
+            continue
+        ns, before = e["name"], set(e.get("streams") or ())
+        for name in image_stream_names(cluster, ns):
+            if name not in before and delete_object(cluster, "image.openshift.io/v1", "ImageStream", ns, name):
+                out.append(f"ImageStream {ns}/{name}")
+    return out
+
+
+def streams_before(journal: list[dict]) -> set[tuple[str, str]]:
+    """(namespace, stream) of the image streams a --run-namespace held before the run: not the run's."""
+    return {(e["name"], s) for e in journal if e.get("event") == "run-namespace" for s in e.get("streams") or ()}
+
+
+def delete_pushed_images(cluster: Cluster, namespaces, keep=()) -> list[str]:
     """Images (image.openshift.io, cluster-scoped) of what the run pushed: deleting its namespaces
     deletes the image streams, not the Images; those whose dockerImageReference is in one of
-    `namespaces` are deleted here (by uid)."""
+    `namespaces` are deleted here (by uid), except those of the (namespace, stream) pairs in `keep`
+    (streams of a --run-namespace that were there before the run)."""
     namespaces = set(namespaces or ())
+    keep = set(keep)
     if not namespaces:
         return []
     try:
@@ -457,7 +496,7 @@ def delete_pushed_images(cluster: Cluster, namespaces) -> list[str]:
     for img in lst.get("items") or []:
         ref = str(img.get("dockerImageReference") or "")
         path = ref.split("@", 1)[0].split("/")
-        if len(path) >= 3 and path[-2] in namespaces:
+        if len(path) >= 3 and path[-2] in namespaces and (path[-2], path[-1]) not in keep:
             meta = img.get("metadata") or {}
             if delete_object(cluster, "image.openshift.io/v1", "Image", None, meta.get("name"), uid=meta.get("uid")):
                 out.append(f"Image {meta.get('name')} ({ref.split('@')[0]})")
@@ -483,11 +522,13 @@ def restore(cluster: Cluster, run_dir, *, force: bool = False, timeout: float = 
     if result.wrote:
         log.info("restored the original Config spec from %s", run_dir / SNAPSHOT_FILE)
     if delete:
-        result.deleted = delete_pushed_images(cluster, run_namespaces(journal))
+        result.deleted = delete_pushed_images(cluster, run_namespaces(journal), streams_before(journal))
+        result.deleted += delete_pushed_streams(cluster, journal)
         result.deleted += delete_created(cluster, journal)
         run_id = snapshot.get("run_id")
         if run_id:
-            result.deleted += delete_leftovers(cluster, find_leftovers(cluster, run_id=run_id))
+            result.deleted += delete_leftovers(cluster, find_leftovers(
+                cluster, run_id=run_id, run_namespace=snapshot.get("run_namespace")))
     if wait:
         try:
             steps.wait_settled(cluster, timeout)

@@ -58,7 +58,9 @@ def validate_metadata(rt, obj) -> list[dict]:
     name = meta.get("name")
     if not name:
         return [cause("metadata.name", "FieldValueRequired", "Required value: name or generateName is required")]
-    if rt.group == "rbac.authorization.k8s.io":   # path segment names: "system:image-builder"
+    # Path segment names: "system:image-builder"; an Image is named by its digest, "sha256:<hex>"
+    # (openshift-apiserver validates image names as path segments).
+    if rt.group == "rbac.authorization.k8s.io" or (rt.group, rt.plural) == ("image.openshift.io", "images"):
         if name in (".", "..") or "/" in name or "%" in name:
             return [cause("metadata.name", "FieldValueInvalid",
                           f"Invalid value: {_q(name)}: may not contain '/' or '%' or be '.' or '..'")]
