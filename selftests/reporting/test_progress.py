@@ -158,9 +158,11 @@ def test_the_live_line_names_the_backend_and_leaves_no_trace(tmp_path):
 
 
 def test_progress_goes_through_the_public_reporting_api():
-    """The live line and the section lines use TerminalReporter's public methods, not its writer `_tw`."""
-    for path in ("fixtures/progress.py", "fixtures/reporting.py", "utilities/progress.py"):
-        assert "._tw" not in (REPO_ROOT / path).read_text(), path
+    """The live line, the section lines and the pre-upgrade table use TerminalReporter's public methods,
+    not its writer `_tw`."""
+    for path in [*(REPO_ROOT / "fixtures").glob("*.py"), *(REPO_ROOT / "utilities").rglob("*.py"),
+                 REPO_ROOT / "conftest.py"]:
+        assert "._tw" not in path.read_text(), path
 
 
 def test_condense_the_rollout_state():
