@@ -218,6 +218,6 @@ def test_without_pods_exec_it_names_the_right(deployed, tmp_path, verb):
     assert len(kept) == len(retrieve.RIGHTS) - 1
     proc = _retrieve(_as_retriever(lc, cluster, tmp_path / "kubeconfig", kept), tmp_path / "out")
     assert proc.returncode == 16, (proc.stdout, proc.stderr)
-    assert f'403 Forbidden: pods "registry-conformance-retrieve-' in proc.stderr, proc.stderr
+    assert '403 Forbidden: pods "registry-conformance-retrieve-' in proc.stderr, proc.stderr
     assert f'cannot {verb} resource "pods/exec"' in proc.stderr and "create and get on pods/exec" in proc.stderr
     assert not (tmp_path / "out").exists() and _helper_pods_left(cluster) == []
