@@ -153,7 +153,7 @@ class _Exec:
         except asyncio.TimeoutError:
             self.kill()
             await self.proc.wait()
-            await err(f"localcluster: exec ended after its {self.timeout:.0f} s timeout\n".encode())
+            await err(f"localcluster: exec ended after its {self.timeout:g} s timeout\n".encode())
             return 137
         finally:
             self.kill()

@@ -3,6 +3,8 @@ server authorizes it, the kubelet runs the command (a local process, arguments u
 the volume's directory), stdout and stderr come back on their channels and the exit code in the Status."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
@@ -114,3 +116,57 @@ def test_a_container_that_is_not_running(api, cluster):
     assert "400 Bad Request" in why and 'container not found (\\"main\\")' in why, why
     why = _refusal(core, "waiting", command=())
     assert "400 Bad Request" in why and "you must specify at least 1 command" in why, why
+
+
+def test_discovery_lists_exec(api):
+    res = {r.name: r for r in _core(api).get_api_resources().resources}
+    assert sorted(res["pods/exec"].verbs) == ["create", "get"] and res["pods/exec"].kind == "PodExecOptions"
+
+
+def test_only_the_asked_channels_come_back(api, cluster, pod):
+    ws = stream(_core(api).connect_get_namespaced_pod_exec, pod, NS, stdout=False, stderr=True, stdin=False,
+                tty=False, _preload_content=False,
+                command=["python", "-c", "import sys; print('out'); sys.stderr.write('err')"])
+    ws.run_forever(timeout=30)
+    assert (ws.read_stdout(), ws.read_stderr(), ws.returncode) == ("", "err", 0)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def _started(core, pod) -> tuple:
+    """An exec that prints its pid and then sleeps: (the client's websocket, the pid)."""
+    ws = stream(core.connect_get_namespaced_pod_exec, pod, NS, stdout=True, stderr=True, stdin=False, tty=False,
+                _preload_content=False, command=["python", "-c", "import os, time; print(os.getpid(), flush=True); "
+                                                                 "time.sleep(60)"])
+    return ws, int(ws.readline_stdout(timeout=20))
+
+
+def test_bounded_by_a_timeout(api, cluster, pod):
+    cluster.kubelet.exec_timeout = 1.5
+    try:
+        ws, pid = _started(_core(api), pod)
+        ws.run_forever(timeout=30)
+        assert ws.returncode == 137 and "exec ended after its 1.5 s timeout" in ws.read_stderr()
+        assert _gone(pid)
+    finally:
+        cluster.kubelet.exec_timeout = type(cluster.kubelet).exec_timeout
+
+
+def test_the_command_ends_when_the_client_leaves_or_the_pod_goes(api, cluster, pod):
+    ws, pid = _started(_core(api), pod)
+    ws.close()
+    cluster.wait(lambda: _gone(pid), timeout=10, what="the exec process killed when the client left")
+    cluster.apply(pause_pod(NS, "short-lived", "worker-0"))
+    cluster.wait(lambda: (cluster.pod(NS, "short-lived") or {}).get("status", {}).get("phase") == "Running",
+                 timeout=15, what="pod Running")
+    ws, pid = _started(_core(api), "short-lived")
+    try:
+        cluster.delete_pod(NS, "short-lived", grace=0)
+        cluster.wait(lambda: _gone(pid), timeout=10, what="the exec process killed with its pod")
+    finally:
+        ws.close()
