@@ -20,6 +20,7 @@ import argparse
 import base64
 import dataclasses
 import io
+import json
 import os
 import secrets
 import sys
@@ -147,15 +148,13 @@ def _exec(cluster, name: str, namespace: str, command: list[str], timeout: float
     from kubernetes import client as k8s
     from kubernetes.stream import stream
     # A plain client: `stream` swaps the request method of the client it is given.
-    from kubernetes.client.exceptions import ApiException
     core = k8s.CoreV1Api(k8s.ApiClient(cluster.api_client.configuration))
     try:
         ws = stream(core.connect_get_namespaced_pod_exec, name, namespace, command=command, stdout=True,
                     stderr=True, stdin=False, tty=False, _preload_content=False)
     except Exception as e:       # noqa: BLE001 - the websocket client raises what its handshake met (even
-        # AttributeError on a refusal without a body): every failure here is "no exec"
-        reason = f"{e.status} {e.reason}" if isinstance(e, ApiException) else f"{type(e).__name__}: {e}"
-        raise RetrieveError(f"pods/exec into {namespace}/{name} failed ({reason.strip()}): refused or not offered "
+        # AttributeError while decoding its own ApiException): every failure here is "no exec"
+        raise RetrieveError(f"pods/exec into {namespace}/{name} failed ({_refusal(e)}): refused or not offered "
                             "by the API server; the user needs create "
                             "and get on pods/exec there (python -m deploy.retrieve --rights)") from None
     out, err = [], []
@@ -174,6 +173,23 @@ def _exec(cluster, name: str, namespace: str, command: list[str], timeout: float
         raise RetrieveError(f"copying out of pod {namespace}/{name} failed (exit {code}): "
                             f"{''.join(err).strip() or 'no output'}")
     return "".join(out)
+
+
+def _refusal(e: BaseException) -> str:
+    """Why the exec handshake failed, from what the client raised: the HTTP status and the Status message
+    the API server answered (the client wraps them in an ApiException, which some versions then lose in an
+    AttributeError whose context it is)."""
+    from kubernetes.client.exceptions import ApiException
+    api = e if isinstance(e, ApiException) else e.__context__
+    if not isinstance(api, ApiException):
+        return f"{type(e).__name__}: {e}"
+    parts = str(api.reason or "").split(" -+-+- ")     # websocket-client: status, headers, body
+    status = parts[0].replace("Handshake status ", "").strip() or str(api.status)
+    try:
+        message = json.loads(parts[-1]).get("message", "") if len(parts) > 2 else ""
+    except (ValueError, AttributeError):
+        message = ""
+    return f"{status}: {message}" if message else status
 
 
 def _wait_running(cluster, name: str, namespace: str, timeout: float) -> None:

@@ -89,6 +89,8 @@ class LocalCluster:
         from localcluster.registrypod import TokenSigner
         from localcluster.router import Router
 
+        kubelet = Kubelet(self._client(admin.token), s, token_signer=TokenSigner.create())
+        self.api.kubelet = kubelet      # pods/exec runs through it
         controllers = [
             ServiceCA(self._client(admin.token), s, ca=service_ca),
             Provisioner(self._client(admin.token), s),
@@ -96,7 +98,7 @@ class LocalCluster:
             ReplicaSetController(self._client(admin.token), s),
             DeploymentController(self._client(admin.token), s),
             DaemonSetController(self._client(admin.token), s),
-            Kubelet(self._client(admin.token), s, token_signer=TokenSigner.create()),
+            kubelet,
             ImageRegistryOperator(self._client(admin.token), s),
             ControlPlaneOperators(self._client(admin.token), s),
         ]

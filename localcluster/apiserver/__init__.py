@@ -11,6 +11,8 @@ watch history, indexes), server.py (HTTP, kube semantics), patch.py, selectors.p
 schemas, `SCHEMAS[(group, plural)]`), errors.py (Status bodies), auth.py, rbac.py (client certificates
 with `client_ca_pem`, ServiceAccount TokenRequest tokens, RBAC from RoleBindings, the escalation check), portforward.py
 (`pods/portforward` over WebSocket: relays to the pod's status.podIP; `create` on pods/portforward),
+podexec.py (`pods/exec` over WebSocket: the command runs through `APIServer.kubelet`; `get` and `create` on
+pods/exec), channels.py (the channel framing both speak),
 chaos.py (fault injection for the suite's requests: `APIServer.chaos`, `GET|PUT|PATCH /localcluster/chaos`;
 requests with the header `X-Localcluster-Component` are exempt).
 """

@@ -22,7 +22,7 @@ import struct
 import aiohttp
 from aiohttp import web
 
-from . import errors
+from . import channels, errors
 
 log = logging.getLogger("localcluster.apiserver.portforward")
 
@@ -84,17 +84,7 @@ async def serve(request: web.Request, pod: dict, ports: list[int], sockets: set)
     """Upgrade `request` and relay each port; `sockets` tracks open WebSockets (closed on server stop)."""
     ip = check_pod(pod)
     uid = pod["metadata"].get("uid", "")
-    ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True, max_msg_size=0)
-    if not ws.can_prepare(request).ok:
-        raise errors.bad_request("Upgrade request required")
-    await ws.prepare(request)
-    sockets.add(ws)
-    send_lock = asyncio.Lock()
-
-    async def send(channel: int, data: bytes) -> None:
-        async with send_lock:
-            await ws.send_bytes(bytes([channel]) + data)
-
+    ws, send = await channels.open_channels(request, PROTOCOLS, sockets)
     state = [_Port(i, p) for i, p in enumerate(ports)]
     by_channel = {p.data_channel: p for p in state}
     try:
@@ -159,10 +149,5 @@ async def serve(request: web.Request, pod: dict, ports: list[int], sockets: set)
                     p.writer.close()
                 except Exception:  # noqa: BLE001
                     pass
-        if not ws.closed:
-            try:
-                await ws.close()
-            except Exception:  # noqa: BLE001
-                pass
-        sockets.discard(ws)
+        await channels.finish(ws, sockets)
     return ws

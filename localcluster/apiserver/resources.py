@@ -66,7 +66,7 @@ RESOURCES: list[ResourceType] = [
     # core v1
     _r("", "v1", "Namespace", "namespaces", False, ("status", "finalize"), ("ns",),
        create_status={"phase": "Active"}),
-    _r("", "v1", "Pod", "pods", True, ("status", "portforward"), ("po",), create_status={"phase": "Pending"},
+    _r("", "v1", "Pod", "pods", True, ("status", "portforward", "exec"), ("po",), create_status={"phase": "Pending"},
        categories=("all",)),
     _r("", "v1", "Service", "services", True, ("status",), ("svc",), categories=("all",)),
     _r("", "v1", "Endpoints", "endpoints", True, (), ("ep",)),
@@ -135,10 +135,11 @@ SUBRESOURCE_KINDS = {
     "scale": ("autoscaling", "v1", "Scale"),
     "finalize": ("", "v1", "Namespace"),
     "portforward": ("", "v1", "PodPortForwardOptions"),
+    "exec": ("", "v1", "PodExecOptions"),
     "token": ("authentication.k8s.io", "v1", "TokenRequest"),
 }
 # Subresources that are connections (WebSocket upgrades), not stored state: the verbs discovery lists.
-CONNECT_SUBRESOURCES = {"portforward": ("create", "get")}
+CONNECT_SUBRESOURCES = {"portforward": ("create", "get"), "exec": ("create", "get")}
 
 
 class Registry:

@@ -15,7 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..aio import close_all
-from . import errors, portforward
+from . import errors, podexec, portforward
 from .auth import User
 from .rbac import (BOOTSTRAP_CLUSTER_ROLE_BINDINGS, BOOTSTRAP_CLUSTER_ROLES, DEFAULT_TOKEN_SECONDS,
                    MAX_TOKEN_SECONDS, MIN_TOKEN_SECONDS, RBAC, RBAC_GROUP, ServiceAccountTokens,
@@ -152,7 +152,8 @@ class APIServer:
         self.not_gathered = None   # callable(rt, namespace, name) -> missing file or None
         # Fault injection (chaos.py): initial values from settings, changed through PUT /localcluster/chaos.
         self.chaos = Chaos.from_settings(settings)
-        self._websockets: set = set()   # open pods/portforward connections
+        self._websockets: set = set()   # open pods/portforward and pods/exec connections
+        self.kubelet = None             # what runs pods/exec (controllers.kubelet.Kubelet), set by the cluster
 
     # ---------------- lifecycle ----------------
     async def start(self):
@@ -443,14 +444,21 @@ class APIServer:
     def _not_found_path():
         return APIError(404, "NotFound", "the server could not find the requested resource", {})
 
-    # ---------------- connect subresources (pods/portforward) ----------------
+    # ---------------- connect subresources (pods/portforward, pods/exec) ----------------
     async def _connect(self, request, user, rt, namespace, name, sub):
         # kube authorizes WebSocket connects as `create` on the subresource (whatever the HTTP method).
+        # An exec over WebSocket is a GET, authorized as `get` on pods/exec (Kubernetes before 1.35) and,
+        # with AuthorizePodWebsocketUpgradeCreatePermission (on by default from 1.35), `create` as well:
+        # both are checked here, so what passes here passes on either.
         if request.method not in ("GET", "POST"):
             raise errors.method_not_allowed()
-        if not self.allowed(user, "create", rt.group, rt.plural, sub, name, namespace):
-            raise errors.forbidden(user.name, "create", rt.group, rt.plural, sub, name, namespace)
+        verbs = ("get", "create") if sub == "exec" and request.method == "GET" else ("create",)
+        for verb in verbs:
+            if not self.allowed(user, verb, rt.group, rt.plural, sub, name, namespace):
+                raise errors.forbidden(user.name, verb, rt.group, rt.plural, sub, name, namespace)
         pod = self._must_get(rt, namespace, name)
+        if sub == "exec":
+            return await podexec.serve(request, pod, self.kubelet, self._websockets)
         ports = portforward.parse_ports(request.query)
         return await portforward.serve(request, pod, ports, self._websockets)
 

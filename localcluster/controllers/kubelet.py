@@ -9,6 +9,8 @@
 - Containers: the registry image runs `localcluster.registrypod.RegistryContainer` (a real
   docker-registry process + its OpenShift front); any other image is a pause container.
 - Readiness comes from the container's readinessProbe (httpGet) against the real process.
+- pods/exec (`exec_in`, called by the API server): a stand-in. The command runs as a process of this
+  machine, not inside the image (see `_Exec`).
 - Fault knobs (configmap localcluster-system/localcluster-faults): `kubelet.neverReady`, and the
   transient volume troubles real clusters show (issue 7): `kubelet.attachFailSeconds`,
   `kubelet.detachDelaySeconds`, `kubelet.failMountTimes` (localcluster/README.md).
@@ -23,7 +25,10 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -104,6 +109,65 @@ class _Container:
         }
 
 
+class ExecRefused(Exception):
+    """pods/exec cannot start in this container (kube answers such a request 400, before the upgrade)."""
+
+
+class _Exec:
+    """A command "in" a running container, as a stand-in: a process of this machine, as this user.
+
+    The local cluster shares the host's filesystem, so the command sees it through the container's
+    mounts: `python`/`python3` is this Python (sys.executable; the suite's image has Python), any other
+    program is looked up on this machine's PATH; every argument, and the container's workingDir, that lies
+    under a volumeMount's mountPath is mapped to that volume's host directory (a PV's directory, an
+    emptyDir's, a secret/configMap volume's files), the longest mountPath first; the environment is the
+    container's (mapped the same way) plus PATH and HOME. readOnly mounts are not enforced (no mount
+    namespace here): what runs must only read them. The run is bounded by `timeout`: the process group is
+    killed then (exit 137, as a SIGKILLed process), as it is when the pod goes or the client leaves.
+    """
+
+    def __init__(self, worker: "_PodWorker", argv: list[str], cwd: Path, env: dict[str, str], timeout: float):
+        self.worker = worker
+        self.argv, self.cwd, self.env, self.timeout = argv, cwd, env, timeout
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def run(self, out, err) -> int:
+        """Run to the end, handing stdout and stderr chunks to the async callables `out` and `err`."""
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as e:
+            # What runc says for a program it cannot start; 126 as a shell answers "cannot execute".
+            await err(f"exec: {self.argv[0]!r}: {e.strerror}\n".encode())
+            return 126
+        self.worker.execs.add(self)
+
+        async def pump(stream, sink) -> None:
+            while chunk := await stream.read(64 * 1024):
+                await sink(chunk)
+
+        try:
+            await asyncio.wait_for(asyncio.gather(pump(self.proc.stdout, out), pump(self.proc.stderr, err),
+                                                  self.proc.wait()), self.timeout)
+        except asyncio.TimeoutError:
+            self.kill()
+            await self.proc.wait()
+            await err(f"localcluster: exec ended after its {self.timeout:g} s timeout\n".encode())
+            return 137
+        finally:
+            self.kill()
+            self.worker.execs.discard(self)
+        return self.proc.returncode if self.proc.returncode >= 0 else 128 - self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 class _PodWorker:
     def __init__(self, kubelet: "Kubelet", pod: dict):
         self.k = kubelet
@@ -126,6 +190,7 @@ class _PodWorker:
         self.volume_dirs: dict[str, Path] = {}
         self._attach_started: float | None = None   # first attach attempt (kubelet.attachFailSeconds)
         self._mount_failures = 0                    # kubelet.failMountTimes
+        self.execs: set[_Exec] = set()              # pods/exec processes, killed with the pod
 
     # ------------------------------------------------------------------ helpers
     def obj(self) -> dict:
@@ -507,6 +572,26 @@ class _PodWorker:
         await self.event("Normal", "Created", f"Created container {c.name}")
         await self.event("Normal", "Started", f"Started container {c.name}")
 
+    async def exec_in(self, c: _Container, command: list[str], timeout: float) -> _Exec:
+        """The command as `_Exec` runs it; ExecRefused when the container is not running."""
+        if c.waiting is not None or c.started_at is None or self.terminating is not None:
+            raise ExecRefused(f'unable to upgrade connection: container not found ("{c.name}")')
+        mounts = self._mounts(c.spec)
+        argv = [self._rewrite(a, mounts) for a in command]
+        if argv[0] in ("python", "python3"):
+            argv[0] = sys.executable
+        elif "/" not in argv[0]:
+            argv[0] = shutil.which(argv[0]) or argv[0]
+        home = self.dir / "containers" / c.name
+        home.mkdir(parents=True, exist_ok=True)
+        cwd = Path(self._rewrite(c.spec["workingDir"], mounts)) if c.spec.get("workingDir") else home
+        try:
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "HOSTNAME": self.name,
+                   **await self.resolve_env(c.spec)}
+        except _Wait as e:      # a secret or config map gone since the start
+            raise ExecRefused(f"unable to upgrade connection: {e.message}") from None
+        return _Exec(self, argv, cwd if cwd.is_dir() else home, env, timeout)
+
     async def probe(self, c: _Container) -> bool:
         if c.runtime is None or c.runtime.exited() is not None:
             return False
@@ -608,6 +693,8 @@ class _PodWorker:
 
     async def stop(self) -> None:
         """Stop the containers and free the pod's resources (the API object is not touched)."""
+        for e in list(self.execs):
+            e.kill()
         if self.task is not None and not self.task.done():
             self.task.cancel()
             try:
@@ -754,6 +841,17 @@ class Kubelet:
             raise
         except Exception:  # noqa: BLE001
             log.exception("pod %s/%s worker failed", worker.namespace, worker.name)
+
+    # ------------------------------------------------------------------ pods/exec
+    exec_timeout = 600.0   # seconds an exec may run (the stand-in's bound; kube's is the stream idle timeout)
+
+    async def exec_in(self, uid: str, container: str, command: list[str]) -> _Exec:
+        """pods/exec into a container of the pod `uid` (the API server has checked the names)."""
+        worker = self.workers.get(uid)
+        c = next((c for c in worker.containers if c.name == container), None) if worker else None
+        if c is None:
+            raise ExecRefused(f'unable to upgrade connection: container not found ("{container}")')
+        return await worker.exec_in(c, command, self.exec_timeout)
 
     # ------------------------------------------------------------------ run
     async def run(self) -> None:

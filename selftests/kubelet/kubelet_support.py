@@ -170,6 +170,7 @@ class Cluster:
                     "metadata": {"name": "router-certs-default", "namespace": "openshift-ingress"},
                     "data": {"tls.crt": b64(crt + self.ingress_ca.cert_pem), "tls.key": b64(key)}})
         self.kubelet = Kubelet(self.client, self.settings, token_signer=TokenSigner.create())
+        self.api.server.kubelet = self.kubelet      # pods/exec
         self._tasks.append(self.lt.spawn(self.kubelet.run()))
         if router:
             self.router = Router(self.client, self.settings)
