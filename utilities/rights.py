@@ -126,7 +126,8 @@ RIGHTS: list[Right] = [
         namespace=REGISTRY_NS, readonly=True),
     *_r("list", "batch", "jobs", "the image pruner's last runs (pre-upgrade review)", namespace=REGISTRY_NS,
         readonly=True),
-    *_r("get", "policy", "poddisruptionbudgets", "the registry's PodDisruptionBudget (node drains)",
+    *_r("get,list", "policy", "poddisruptionbudgets", "every PodDisruptionBudget over the registry's pods "
+        "(node drains; the pdb check lists them all: a budget someone added blocks a drain too)",
         namespace=REGISTRY_NS, readonly=True),
     # --- changing the Config (destructive runs) ---
     *_r("update,patch", IMAGEREGISTRY, "configs", "set managementState, storage, replicas, defaultRoute; restore"),
